@@ -1,0 +1,75 @@
+# Build Kokkos (static, PIC, C++17) and LAMMPS with our pair styles, out of the repository, in the cache.
+include(ExternalProject)
+include(ProcessorCount)
+ProcessorCount(_ncpu)
+if(_ncpu EQUAL 0)
+  set(_ncpu 2)
+endif()
+
+set(_kokkos_variant "openmp")
+set(_kokkos_args -DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_OPENMP=ON)
+if(DEQFORMER_CUDA)
+  set(_kokkos_variant "cuda")
+  list(APPEND _kokkos_args -DKokkos_ENABLE_CUDA=ON -DKokkos_ENABLE_CUDA_LAMBDA=ON)
+  if(DEQFORMER_CUDA_ARCH)
+    list(APPEND _kokkos_args -DKokkos_ARCH_${DEQFORMER_CUDA_ARCH}=ON)
+  endif()
+endif()
+set(KOKKOS_INSTALL_DIR "${DEQFORMER_CACHE_DIR}/install/kokkos-${_kokkos_variant}")
+set(_lammps_build "${DEQFORMER_CACHE_DIR}/build/lammps-29Sep2021-${_kokkos_variant}")
+
+set(_lammps_deps)
+set(_lammps_kokkos_args -DPKG_KOKKOS=OFF)
+if(DEQFORMER_KOKKOS)
+  ExternalProject_Add(kokkos
+    SOURCE_DIR "${KOKKOS_SOURCE_DIR}"
+    BINARY_DIR "${DEQFORMER_CACHE_DIR}/build/kokkos-${_kokkos_variant}"
+    INSTALL_DIR "${KOKKOS_INSTALL_DIR}"
+    CMAKE_ARGS -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=17
+               -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_SHARED_LIBS=OFF
+               -DCMAKE_INSTALL_PREFIX=<INSTALL_DIR> -DCMAKE_INSTALL_LIBDIR=lib ${_launcher} ${_kokkos_args}
+    BUILD_COMMAND ninja -j ${_ncpu}
+    INSTALL_COMMAND ninja install
+    CMAKE_GENERATOR Ninja)
+  set(_lammps_deps kokkos)
+  set(_lammps_kokkos_args -DPKG_KOKKOS=ON -DEXTERNAL_KOKKOS=ON -DKokkos_DIR=${KOKKOS_INSTALL_DIR}/lib/cmake/Kokkos)
+endif()
+
+set(_lammps_test_args -DENABLE_TESTING=OFF)
+if(DEQFORMER_LAMMPS_TESTS)
+  # LAMMPS wants to download googletest; give it Debian's source as a local tarball
+  set(_gtest_tar "${DEQFORMER_CACHE_DIR}/src/googletest-debian.tar.gz")
+  if(NOT EXISTS "${_gtest_tar}")
+    execute_process(COMMAND tar czf "${_gtest_tar}" -C /usr/src googletest RESULT_VARIABLE _rc)
+  endif()
+  file(MD5 "${_gtest_tar}" _gtest_md5)
+  set(_lammps_test_args -DENABLE_TESTING=ON -DGTEST_URL=file://${_gtest_tar} -DGTEST_MD5=${_gtest_md5})
+endif()
+
+ExternalProject_Add(lammps
+  DEPENDS ${_lammps_deps}
+  SOURCE_DIR "${LAMMPS_SOURCE_DIR}"
+  SOURCE_SUBDIR cmake
+  BINARY_DIR "${_lammps_build}"
+  # re-install the pair style sources on every build (copy-if-different, so unchanged files keep their time)
+  PATCH_COMMAND ""
+  CMAKE_ARGS -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DBUILD_MPI=ON -DBUILD_OMP=ON
+             -DLAMMPS_EXCEPTIONS=ON -DPKG_MOLECULE=ON -DPKG_PLUGIN=ON -DPKG_EXTRA-PAIR=OFF
+             -DTorch_DIR=${Torch_DIR} ${_launcher} ${_lammps_kokkos_args} ${_lammps_test_args}
+  BUILD_COMMAND ninja -j ${_ncpu}
+  INSTALL_COMMAND ""
+  BUILD_ALWAYS ON
+  CMAKE_GENERATOR Ninja)
+ExternalProject_Add_Step(lammps install_pair_style
+  COMMAND "${CMAKE_SOURCE_DIR}/lammps_patch/patch_lammps.sh" "${LAMMPS_SOURCE_DIR}"
+  DEPENDEES download
+  DEPENDERS configure
+  ALWAYS ON)
+
+# build/bin/lmp and build/lib/liblammps.so point into the cache
+add_custom_target(lammps_links ALL
+  COMMAND ${CMAKE_COMMAND} -E make_directory "${CMAKE_BINARY_DIR}/bin"
+  COMMAND ${CMAKE_COMMAND} -E create_symlink "${_lammps_build}/lmp" "${CMAKE_BINARY_DIR}/bin/lmp"
+  DEPENDS lammps)
+set(DEQFORMER_LAMMPS_BUILD_DIR "${_lammps_build}" CACHE INTERNAL "")
+set(DEQFORMER_LAMMPS_SOURCE_DIR "${LAMMPS_SOURCE_DIR}" CACHE INTERNAL "")

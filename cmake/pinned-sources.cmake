@@ -1,0 +1,5 @@
+# Debian source package versions and SHA256 of their upstream tarballs (checked on unpacking).
+set(DEQFORMER_LAMMPS_DEBVER "20220106.git7586adbb6a+ds1-2")
+set(DEQFORMER_LAMMPS_ORIG_SHA256 "65146c615ad24d8b8bc64f4e05e86226a7f1fdb45c0b5ea9416562b9f3863082")
+set(DEQFORMER_TRILINOS_DEBVER "13.2.0-4")
+set(DEQFORMER_TRILINOS_ORIG_SHA256 "0ddb47784ba7b8a6b9a07a4822b33be508feb4ccd54301b2a5d10c9e54524b90")

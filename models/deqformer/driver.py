@@ -1,0 +1,177 @@
+"""The fixed-point and adjoint algorithm, written once against the contract methods.
+
+``solve_and_differentiate`` drives any object with the contract methods -- the eager ``DEQFormer``
+during training and evaluation, or the TorchScript module loaded from a deployed file -- exactly as
+the LAMMPS pair style does (docs/contract.md, "Driving the model"):
+
+  1. attr = edge_features(edge_vec); x = inject(attr)
+  2. forward solve   z* = f(z*)                          (solver_update per iteration)
+  3. adjoint solve   u* = dE/dz* + J^T u*                 (adjoint_step per iteration)
+  4. forces          dE/d(edge_vec) = edge_grad(z*, u*)   scattered onto atoms
+
+Training additionally needs parameter gradients; ``evaluate_model`` builds them with the Lagrangian
+L = sum_i e(z*_i) + u*.(f(z*, x) - z*), whose value is E at the fixed point and whose first
+derivatives (positions AND parameters) are the exact implicit ones.
+"""
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import torch
+
+
+class SolveResult(NamedTuple):
+    z: torch.Tensor
+    iters: int
+    residual: float
+    converged: bool
+
+
+def fixed_point(module, fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, kind: int, tol: float,
+                max_iter: int, memory: int, beta: float, lam: float) -> SolveResult:
+    """Iterate z <- solver_update(f(z)) until max per-atom relative residual < tol.
+    Returns the best iterate seen (smallest residual), never silently a diverged one."""
+    z = z0
+    if z.shape[0] == 0:
+        return SolveResult(z, 0, 0.0, True)
+    state = module.solver_init(z, kind, memory)
+    best_z, best_res = z, float("inf")
+    for k in range(max_iter):
+        fz = fn(z)
+        res = float(((fz - z).norm(dim=1) / (fz.norm(dim=1) + 1e-12)).max())
+        if res < best_res:
+            best_z, best_res = fz, res
+        if res < tol or not torch.isfinite(fz).all():
+            return SolveResult(best_z, k + 1, best_res, res < tol)
+        z, state = module.solver_update(kind, z, fz, state, k, beta, lam)
+    return SolveResult(best_z, max_iter, best_res, False)
+
+
+def edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
+    return pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + edge_shift
+
+
+def scatter_edge_grad(dvec: torch.Tensor, edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    """dE/d(pos) from dE/d(edge_vec): +g on j, -g on i (edge_vec = r_j - r_i)."""
+    g = torch.zeros(n, 3, dtype=dvec.dtype, device=dvec.device)
+    g.index_add_(0, edge_index[1], dvec)
+    g.index_add_(0, edge_index[0], -dvec)
+    return g
+
+
+class Settings(NamedTuple):
+    kind: int
+    tol: float
+    max_iter: int
+    memory: int
+    beta: float
+    lam: float
+    adjoint_tol: float
+
+
+def settings_from_metadata(meta: Dict[str, str], **override) -> Settings:
+    s = Settings(int(meta["solver_code"]), float(meta["solver_tol"]), int(meta["solver_max_iter"]),
+                 int(meta["solver_memory"]), float(meta["solver_beta"]), float(meta["solver_lam"]),
+                 float(meta["adjoint_tol"]))
+    return s._replace(**{k: v for k, v in override.items() if v is not None})
+
+
+def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                            edge_shift: torch.Tensor, settings: Settings, z0: Optional[torch.Tensor] = None,
+                            u0: Optional[torch.Tensor] = None, compute_forces: bool = True) -> Dict[str, torch.Tensor]:
+    """Inference exactly as the C++ side performs it (no parameter gradients)."""
+    n = pos.shape[0]
+    vec = edge_vectors(pos, edge_index, edge_shift).detach()
+    with torch.no_grad():
+        attr = module.edge_features(vec, types, edge_index)
+        x = module.inject(types, edge_index, attr, n)
+        if z0 is None:
+            z0 = torch.zeros_like(x)
+        fwd = fixed_point(module, lambda z: module.step(z, x, edge_index, attr, n), z0, settings.kind,
+                          settings.tol, settings.max_iter, settings.memory, settings.beta, settings.lam)
+        zs = fwd.z
+        e_atom = module.atomic_energy(zs, types)
+    out = {"atomic_energy": e_atom, "z": zs, "solver_iters": torch.tensor(fwd.iters),
+           "solver_residual": torch.tensor(fwd.residual), "converged": torch.tensor(fwd.converged)}
+    if not compute_forces:
+        return out
+    g = module.energy_grad_z(zs, types)
+    if u0 is None:
+        u0 = torch.zeros_like(g)
+    adj = fixed_point(module, lambda u: g + module.adjoint_step(zs, x, edge_index, attr, u, n), u0,
+                      settings.kind, settings.adjoint_tol, settings.max_iter, settings.memory, settings.beta,
+                      settings.lam)
+    dvec = module.edge_grad(zs, adj.z, types, edge_index, vec, n)
+    out.update({"u": adj.z, "adjoint_iters": torch.tensor(adj.iters), "adjoint_residual": torch.tensor(adj.residual),
+                "forces": -scatter_edge_grad(dvec, edge_index, n), "edge_grad": dvec})
+    return out
+
+
+def _frame_sum(values: torch.Tensor, batch: torch.Tensor, num_frames: int) -> torch.Tensor:
+    out = torch.zeros(num_frames, dtype=values.dtype, device=values.device)
+    return out.index_add(0, batch, values)
+
+
+def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
+                   z0: Optional[torch.Tensor] = None, tol: Optional[float] = None) -> Dict[str, torch.Tensor]:
+    """Energies and forces of a batch with the eager model, with parameter gradients when training."""
+    c = model.cfg
+    pos = batch["pos"]
+    types = batch["atom_types"]
+    ei = batch["edge_index"]
+    bidx = batch["batch"]
+    nf = int(batch["num_frames"])
+    n = pos.shape[0]
+    training = model.training
+    need_pos_grad = compute_forces
+    if need_pos_grad and not pos.requires_grad:
+        pos = pos.detach().requires_grad_(True)
+    vec = edge_vectors(pos, ei, batch["edge_shift"])
+    attr = model.edge_features(vec, types, ei)
+    x = model.inject(types, ei, attr, n)
+    stats: Dict[str, torch.Tensor] = {}
+    if model.explicit:
+        z = torch.zeros_like(x)
+        for b in range(model.n_blocks):
+            z = model.explicit_step(b, z, x, ei, attr, n)
+        e_atom = model.atomic_energy(z, types)
+        energy = _frame_sum(e_atom, bidx, nf)
+        stats["solver_iters"] = torch.tensor(float(model.n_blocks))
+        stats["solver_residual"] = torch.tensor(0.0)
+    else:
+        if tol is None:
+            tol = c["solver_tol"] if training else c["deploy_tol"]
+        kind, mem, beta, lam = model.solver_code, model.solver_memory, model.solver_beta, model.solver_lam
+        xd, attrd = x.detach(), attr.detach()
+        with torch.no_grad():
+            start = z0 if z0 is not None else torch.zeros_like(x)
+            fwd = fixed_point(model, lambda zz: model.step(zz, xd, ei, attrd, n), start, kind, tol,
+                              int(c["solver_max_iter"]), mem, beta, lam)
+        zs = fwd.z.detach()
+        stats["solver_iters"] = torch.tensor(float(fwd.iters))
+        stats["solver_residual"] = torch.tensor(fwd.residual)
+        stats["z"] = zs
+        if training and c["grad"] == "phantom":
+            z = zs
+            lam_d = float(c["phantom_damping"])
+            for _ in range(int(c["phantom_steps"])):
+                z = (1.0 - lam_d) * z + lam_d * model.step(z, x, ei, attr, n)
+            e_atom = model.atomic_energy(z, types)
+            energy = _frame_sum(e_atom, bidx, nf)
+        else:
+            e_atom = model.atomic_energy(zs, types)
+            energy = _frame_sum(e_atom, bidx, nf)
+            if compute_forces or training:
+                g = model.energy_grad_z(zs, types)
+                adj = fixed_point(model, lambda uu: g + model.adjoint_step(zs, xd, ei, attrd, uu, n),
+                                  torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
+                                  int(c["solver_max_iter"]), mem, beta, lam)
+                u = adj.z.detach()
+                stats["adjoint_iters"] = torch.tensor(float(adj.iters))
+                fz = model.step(zs, x, ei, attr, n)
+                lagr = (u * (fz - zs)).sum(dim=1)
+                energy = energy + _frame_sum(lagr, bidx, nf)
+    out = {"energy": energy, "atomic_energy": e_atom}
+    out.update(stats)
+    if compute_forces:
+        grad = torch.autograd.grad([energy.sum()], [pos], create_graph=training)[0]
+        out["forces"] = -grad
+    return out

@@ -1,0 +1,1 @@
+"""Equivariant building blocks (e3nn irreps layout, Lmax = 2)."""

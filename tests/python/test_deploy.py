@@ -1,0 +1,85 @@
+"""Deploy -> torch.jit.load round trip and the contract's metadata."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from deqformer import CONTRACT_VERSION
+from deqformer.deploy import REQUIRED_KEYS, deploy, load_deployed
+from modelkit import aspirin_geometry, make_batch, tiny_model
+
+
+def test_round_trip_equals_eager(tmp_path):
+    m = tiny_model()
+    path = str(tmp_path / "m.pt")
+    meta = deploy(m, path)
+    for k in REQUIRED_KEYS:
+        assert k in meta
+    assert meta["contract_version"] == str(CONTRACT_VERSION)
+    dm = load_deployed(path)
+    assert dm.type_names == ["H", "C", "O"] and dm.r_max == 4.0
+    b = make_batch(aspirin_geometry())
+    ref = m(b)
+    out = dm(b)
+    assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
+    np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].detach().numpy(), atol=1e-10)
+
+
+def test_contract_methods_and_shapes(tmp_path):
+    m = tiny_model()
+    path = str(tmp_path / "m.pt")
+    deploy(m, path)
+    mod = torch.jit.load(path)
+    meta = mod.metadata()
+    d, a = int(meta["state_dim"]), int(meta["edge_attr_dim"])
+    b = make_batch(aspirin_geometry())
+    n, ei = b["pos"].shape[0], b["edge_index"]
+    vec = b["pos"][ei[1]] - b["pos"][ei[0]]
+    attr = mod.edge_features(vec, b["atom_types"], ei)
+    assert attr.shape == (ei.shape[1], a) and attr.dtype == torch.float64
+    x = mod.inject(b["atom_types"], ei, attr, n)
+    assert x.shape == (n, d)
+    z = torch.zeros(n, d, dtype=torch.float64)
+    assert mod.step(z, x, ei, attr, n).shape == (n, d)
+    assert mod.atomic_energy(z, b["atom_types"]).shape == (n,)
+    assert mod.energy_grad_z(z, b["atom_types"]).shape == (n, d)
+    assert mod.adjoint_step(z, x, ei, attr, z, n).shape == (n, d)
+    assert mod.edge_grad(z, z, b["atom_types"], ei, vec, n).shape == (ei.shape[1], 3)
+    state = mod.solver_init(z, 0, 5)
+    z2, state = mod.solver_update(0, z, x, state, 0, 1.0, 1e-6)
+    assert z2.shape == (n, d)
+
+
+def test_float32_deploy(tmp_path):
+    m = tiny_model()
+    path = str(tmp_path / "m32.pt")
+    meta = deploy(m, path, dtype=torch.float32)
+    assert meta["dtype"] == "float32"
+    out = load_deployed(path)(make_batch(aspirin_geometry()))
+    assert out["forces"].dtype == torch.float32
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_deployed(str(tmp_path / "nope.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(2000))
+    with pytest.raises(ValueError, match="not a TorchScript file"):
+        load_deployed(str(junk))
+    other = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(other))
+    with pytest.raises(ValueError, match="not a deqformer model"):
+        load_deployed(str(other))
+    m = tiny_model()
+    old = tmp_path / "old.pt"
+    deploy(m, str(old), overrides={"contract_version": "999"})
+    with pytest.raises(ValueError, match="contract version 999"):
+        load_deployed(str(old))
+    good = tmp_path / "good.pt"
+    deploy(m, str(good))
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a TorchScript file"):
+        load_deployed(str(trunc))
