@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import CONTRACT_VERSION, __version__
-from .nn.attention import EquivariantAttention, _scatter_sum
+from .nn.attention import EquivariantAttention, _scatter_sum, flatten_components
 from .nn.irreps import irreps_dim, irreps_string, parse_irreps
 from .nn.layers import MLP, EquivariantLayerNorm, GatedFeedForward, IrrepsLinear
 from .nn.radial import PolynomialEnvelope, RadialBasis
@@ -67,9 +67,7 @@ class InputInjection(nn.Module):
         # w_inj [E, Cm, 3] (per l), sh [E, 9] -> per-edge [E, Cm, 9]
         feat = w_inj.index_select(2, self.l_of_comp) * sh[:, None, :]
         agg = _scatter_sum(feat, edge_index[0], n_local) * self.inv_sqrt_nb
-        flat = torch.cat([agg[:, :, 0], agg[:, :, 1:4].reshape(n_local, -1),
-                          agg[:, :, 4:9].reshape(n_local, -1)], dim=1)
-        geo = self.geo_lin(flat)
+        geo = self.geo_lin(flatten_components(agg))
         s = self.type_lin(type_emb_local)
         return self.norm(torch.cat([geo[:, :s.shape[1]] + s, geo[:, s.shape[1]:]], dim=1))
 

@@ -22,23 +22,39 @@ def _scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
     return out.index_add_(0, index, src)
 
 
+def to_components(flat: torch.Tensor, c: int) -> torch.Tensor:
+    """Flat e3nn layout with c channels per l -> [n, c, 9] (components l = 0 | 1 | 2)."""
+    s, v, t = split_irreps(flat, c, c, c)
+    return torch.cat([s[:, :, None], v, t], dim=2)
+
+
+def flatten_components(agg: torch.Tensor) -> torch.Tensor:
+    """[n, C, 9] (components l = 0 | 1 | 2) -> flat e3nn layout [n, C + 3C + 5C]."""
+    n = agg.shape[0]
+    parts = torch.split(agg, [1, 3, 5], dim=2)
+    return torch.cat([parts[0].reshape(n, -1), parts[1].reshape(n, -1), parts[2].reshape(n, -1)], dim=1)
+
+
 class TensorProduct(nn.Module):
     """Depthwise tensor product of [E, Cm, 9] features with Y [E, 9], all PATHS fused in one bmm."""
 
     def __init__(self):
         super().__init__()
         cg, path_of_k, gather = coupling_tables()
-        self.register_buffer("cg", cg)                # [9, 9, K]
-        self.register_buffer("path_of_k", path_of_k)  # [K]
-        self.register_buffer("gather", gather)        # [K, 9]
         self.num_paths = len(PATHS)
+        expand = torch.zeros(self.num_paths, cg.shape[2], dtype=cg.dtype)
+        expand[path_of_k, torch.arange(cg.shape[2])] = 1.0
+        self.register_buffer("cg", cg.reshape(9, -1))  # [9, 9 * K]
+        self.register_buffer("expand", expand)         # [P, K]: path weight -> its components
+        self.register_buffer("gather", gather)         # [K, 9]: path components -> l3 blocks
 
     def forward(self, feat: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # feat [E, Cm, 9], sh [E, 9], weight [E, Cm, P]
-        a = torch.einsum("en,ank->eak", sh, self.cg)               # [E, 9, K]
+        e, c = feat.shape[0], feat.shape[1]
+        a = (sh @ self.cg).reshape(e, 9, -1)                        # [E, 9, K]
         out = torch.bmm(feat, a)                                    # [E, Cm, K]
-        out = out * weight.index_select(2, self.path_of_k)          # per-path weights
-        return out @ self.gather                                    # [E, Cm, 9]
+        w = (weight.reshape(e * c, -1) @ self.expand).reshape(e, c, -1)
+        return (out * w) @ self.gather                              # [E, Cm, 9]
 
 
 class EquivariantAttention(nn.Module):
@@ -62,8 +78,6 @@ class EquivariantAttention(nn.Module):
         self.attn_out = nn.Linear(attn_hidden, num_heads)
         self.query = nn.Linear(self.m0, attn_hidden)
         self.lin_out = IrrepsLinear((cm, cm, cm), muls)
-        head_of_channel = torch.arange(cm) // (cm // num_heads)
-        self.register_buffer("head_of_channel", head_of_channel)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, env: torch.Tensor,
                 weight: torch.Tensor, n_local: int) -> torch.Tensor:
@@ -71,13 +85,12 @@ class EquivariantAttention(nn.Module):
         i = edge_index[0]
         j = edge_index[1]
         cm = self.cm
-        src = self.lin_src(h)
-        dst = self.lin_dst(h[:n_local])
-        feat = (src.index_select(0, j) + dst.index_select(0, i))
-        s, v, t = split_irreps(feat, cm, cm, cm)
-        feat = torch.cat([s[:, :, None], v, t], dim=2)                  # [E, Cm, 9]
+        src = to_components(self.lin_src(h), cm)                        # [N_all, Cm, 9]
+        dst = to_components(self.lin_dst(h[:n_local]), cm)              # [n, Cm, 9]
+        feat = src.index_select(0, j) + dst.index_select(0, i)          # [E, Cm, 9]
         msg = self.tp(feat, sh, weight)                                 # [E, Cm, 9]
-        m0 = msg[:, :, 0]
+        parts = torch.split(msg, [1, 3, 5], dim=2)
+        m0 = parts[0].squeeze(2)
         # attention logits per head
         hid = torch.nn.functional.silu(self.attn_hidden(m0))
         if self.attn_mlp:
@@ -93,10 +106,9 @@ class EquivariantAttention(nn.Module):
         # gated value: SiLU on scalars, sigmoid gates on l = 1, 2
         g = torch.sigmoid(self.gate(m0))
         val = torch.cat([torch.nn.functional.silu(m0)[:, :, None],
-                         msg[:, :, 1:4] * g[:, :cm, None],
-                         msg[:, :, 4:9] * g[:, cm:, None]], dim=2)
-        val = val * alpha.index_select(1, self.head_of_channel)[:, :, None]
+                         parts[1] * g[:, :cm, None],
+                         parts[2] * g[:, cm:, None]], dim=2)
+        ne = val.shape[0]
+        val = (val.reshape(ne, self.heads, cm // self.heads, 9) * alpha[:, :, None, None]).reshape(ne, cm, 9)
         agg = _scatter_sum(val, i, n_local)                             # [n, Cm, 9]
-        flat = torch.cat([agg[:, :, 0], agg[:, :, 1:4].reshape(n_local, -1),
-                          agg[:, :, 4:9].reshape(n_local, -1)], dim=1)
-        return self.lin_out(flat)
+        return self.lin_out(flatten_components(agg))

@@ -9,10 +9,8 @@ from torch import nn
 def split_irreps(z: torch.Tensor, m0: int, m1: int, m2: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """[N, D] -> ([N, m0], [N, m1, 3], [N, m2, 5])."""
     n = z.shape[0]
-    s = z[:, :m0]
-    v = z[:, m0:m0 + 3 * m1].reshape(n, m1, 3)
-    t = z[:, m0 + 3 * m1:m0 + 3 * m1 + 5 * m2].reshape(n, m2, 5)
-    return s, v, t
+    parts = torch.split(z, [m0, 3 * m1, 5 * m2], dim=1)   # one SplitBackward instead of three slices
+    return parts[0], parts[1].reshape(n, m1, 3), parts[2].reshape(n, m2, 5)
 
 
 def join_irreps(s: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
