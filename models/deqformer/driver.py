@@ -111,8 +111,12 @@ def _frame_sum(values: torch.Tensor, batch: torch.Tensor, num_frames: int) -> to
 
 
 def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
-                   z0: Optional[torch.Tensor] = None, tol: Optional[float] = None) -> Dict[str, torch.Tensor]:
-    """Energies and forces of a batch with the eager model, with parameter gradients when training."""
+                   z0: Optional[torch.Tensor] = None, tol: Optional[float] = None,
+                   u0: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """Energies and forces of a batch with the eager model, with parameter gradients when training.
+
+    z0 / u0 start the forward / adjoint solves (the trainer passes each frame's last fixed point, as
+    MD reuses the previous step's); the converged ``z`` and ``u`` are returned for that purpose."""
     c = model.cfg
     pos = batch["pos"]
     types = batch["atom_types"]
@@ -162,9 +166,10 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
             if compute_forces or training:
                 g = model.energy_grad_z(zs, types)
                 adj = fixed_point(model, lambda uu: g + model.adjoint_step(zs, xd, ei, attrd, uu, n),
-                                  torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
+                                  u0 if u0 is not None else torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
                                   int(c["solver_max_iter"]), mem, beta, lam)
                 u = adj.z.detach()
+                stats["u"] = u
                 stats["adjoint_iters"] = torch.tensor(float(adj.iters))
                 fz = model.step(zs, x, ei, attr, n)
                 lagr = (u * (fz - zs)).sum(dim=1)

@@ -1,0 +1,180 @@
+"""``deqformer-evaluate``: errors of a deployed model (``.pt``) or a checkpoint (``.pth``) on a dataset.
+
+    deqformer-evaluate --model aspirin.pt --dataset-config config.yaml [--split test|val|train|all] [--json]
+    deqformer-evaluate --model best.pth --dataset-file data.npz --key-mapping coords=pos nuclear_charges=atomic_numbers
+
+With a config the split is the one training used (same seeds, n_train, n_val); ``test`` is the frames
+training never saw. The table shows meV and meV/Angstrom; ``--json`` prints one JSON object (eV,
+eV/Angstrom, see its ``units`` entry) on stdout and nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+__all__ = ["main", "build_parser", "evaluate", "parse_key_mapping"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deqformer-evaluate",
+                                description="Energy/force errors of a deqformer model on a dataset.")
+    p.add_argument("--model", required=True, help="deployed TorchScript file (.pt) or training checkpoint (.pth)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset-config", help="training YAML: its datasets, split and units are used")
+    src.add_argument("--dataset-file", help="a dataset file (.npz, or anything ase.io.read reads, e.g. .extxyz)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default=None,
+                   help="frames to evaluate (default: test with --dataset-config, all with --dataset-file)")
+    p.add_argument("--key-mapping", nargs="+", default=None, metavar="KEY=FIELD",
+                   help="with --dataset-file: file key -> field, e.g. coords=pos nuclear_charges=atomic_numbers "
+                        "energies=total_energy (or one YAML mapping '{R: pos, z: atomic_numbers}')")
+    p.add_argument("--fixed-fields", nargs="+", default=None, metavar="FIELD",
+                   help="with --dataset-file (npz): npz_fixed_field_keys, e.g. atomic_numbers")
+    p.add_argument("--energy-unit", default="eV", help="with --dataset-file: eV | meV | kcal/mol | Hartree")
+    p.add_argument("--length-unit", default="Angstrom", help="with --dataset-file: Angstrom | Bohr")
+    p.add_argument("--format", default=None, help="with --dataset-file: ASE format name (default: from the suffix)")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per batch (default: validation_batch_size or 8)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--no-ema", action="store_true", help="checkpoints: use the raw instead of the EMA weights")
+    return p
+
+
+def parse_key_mapping(items: Optional[List[str]]) -> Dict[str, str]:
+    """``['a=b', 'c=d']`` or ``['{a: b, c: d}']`` -> ``{'a': 'b', 'c': 'd'}``."""
+    import yaml
+
+    out: Dict[str, str] = {}
+    for item in items or []:
+        item = item.strip()
+        if item.startswith("{"):
+            parsed = yaml.safe_load(item)
+            if not isinstance(parsed, dict):
+                raise ValueError(f"--key-mapping: cannot parse {item!r} as a mapping")
+            out.update({str(k): str(v) for k, v in parsed.items()})
+        elif "=" in item:
+            k, v = item.split("=", 1)
+            out[k.strip()] = v.strip()
+        elif ":" in item:
+            k, v = item.split(":", 1)
+            out[k.strip()] = v.strip()
+        else:
+            raise ValueError(f"--key-mapping: expected KEY=FIELD, got {item!r}")
+    return out
+
+
+def _dataset_config(args: argparse.Namespace, type_names: List[str], r_max: float):
+    from ..config import DatasetConfig, TrainConfig, load_config
+    from .. import units
+
+    if args.dataset_config:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unknown training keys do not matter here
+            cfg = load_config(args.dataset_config)
+        if set(cfg.type_names) != set(type_names):
+            print(f"note: the config's chemical_symbols {cfg.type_names} differ from the model's {type_names}; "
+                  f"using the model's", file=sys.stderr)
+        return cfg
+    path = Path(args.dataset_file).resolve()
+    kind = "npz" if path.suffix == ".npz" else "ase"
+    ds = DatasetConfig(name=path.name.split(".")[0] or "dataset", kind=kind, file_name=path,
+                       key_mapping=parse_key_mapping(args.key_mapping), npz_fixed_field_keys=list(args.fixed_fields or []),
+                       energy_unit=units.canonical_energy_unit(args.energy_unit),
+                       length_unit=units.canonical_length_unit(args.length_unit), ase_format=args.format)
+    return TrainConfig(datasets=[ds], type_names=list(type_names), r_max=r_max)
+
+
+def evaluate(model, cfg, split: str = "test", batch_size: int = 8, progress: bool = False) -> Dict[str, Any]:
+    """Metrics of an :class:`~deqformer.inference.InferenceModel` on ``split`` of ``cfg``'s datasets (eV units)."""
+    from ..data import load_datasets, make_loader
+    from ..train.loss import MetricAccumulator
+    from ..config import LossCoeffs
+
+    datasets = load_datasets(cfg, type_names=model.type_names, require=(split,))
+    names = [d.name for d in datasets]
+    loader = make_loader(datasets, split, model.r_max, batch_size, model.dtype)
+    acc = MetricAccumulator(LossCoeffs(), names)
+    t0 = time.time()
+    from tqdm import tqdm
+
+    for batch in tqdm(loader, total=len(loader), desc="evaluate", disable=not progress, file=sys.stderr, leave=False):
+        out = model(batch, compute_forces=bool(batch["has_forces"].any()))
+        acc.update(out, batch)
+    res = acc.results()
+    res.pop("loss", None)
+    res.pop("mean_batch_loss", None)
+    for m in res["per_dataset"].values():
+        m.pop("loss", None)
+    res["seconds"] = time.time() - t0
+    res["split"] = split
+    res["batch_size"] = batch_size
+    return res
+
+
+def _clean(o: Any) -> Any:
+    """NaN -> None so the output is strict JSON."""
+    if isinstance(o, float):
+        return None if not math.isfinite(o) else o
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def _table(res: Dict[str, Any], model) -> str:
+    def f(v: float, scale: float = 1e3) -> str:
+        return "-" if v is None or not math.isfinite(v) else f"{scale * v:.3f}"
+
+    head = (f"{'dataset':<24}{'frames':>8}{'E MAE':>11}{'E RMSE':>11}{'E/atom MAE':>12}{'F MAE':>11}{'F RMSE':>11}")
+    unit = f"{'':<24}{'':>8}{'[meV]':>11}{'[meV]':>11}{'[meV/atom]':>12}{'[meV/A]':>11}{'[meV/A]':>11}"
+    lines = [f"model {model.path} ({model.kind}, {str(model.dtype).replace('torch.', '')}, r_max {model.r_max:g} A), "
+             f"split '{res['split']}'", head, unit]
+    rows = list(res["per_dataset"].items()) if len(res["per_dataset"]) > 1 else []
+    rows.append(("all" if rows else next(iter(res["per_dataset"])), res))
+    for name, m in rows:
+        lines.append(f"{name:<24}{m['n_frames']:>8}{f(m['e_mae']):>11}{f(m['e_rmse']):>11}"
+                     f"{f(m['e_per_atom_mae']):>12}{f(m['f_mae']):>11}{f(m['f_rmse']):>11}")
+    lines.append(f"solver iterations per batch: mean {res['solver_iters_mean']:.2f}, max {res['solver_iters_max']:.0f} "
+                 f"(batch size {res['batch_size']}); {res['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Console entry point; returns 0, or 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    from ..config import ConfigError
+    from ..data import DataError
+    from ..inference import load_inference_model
+    from ..train.checkpoint import CheckpointError
+    from ..train.trainer import apply_num_threads_env
+
+    try:
+        apply_num_threads_env()
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ConfigError(f"--batch-size: got {args.batch_size}, expected an integer >= 1")
+        model = load_inference_model(args.model, device=args.device, use_ema=not args.no_ema)
+        cfg = _dataset_config(args, model.type_names, model.r_max)
+        split = args.split or ("test" if args.dataset_config else "all")
+        batch_size = args.batch_size or (cfg.validation_batch_size if args.dataset_config else 8)
+        res = evaluate(model, cfg, split, batch_size, progress=sys.stderr.isatty() and not args.json)
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"deqformer-evaluate: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        out = {"model": str(args.model), "model_kind": model.kind, "dataset": args.dataset_config or args.dataset_file,
+               "units": {"energy": "eV", "energy_per_atom": "eV/atom", "forces": "eV/Angstrom", "length": "Angstrom"}}
+        out.update(res)
+        print(json.dumps(_clean(out)))
+    else:
+        print(_table(res, model))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

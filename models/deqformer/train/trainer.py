@@ -1,0 +1,426 @@
+"""The training loop: epochs, validation with EMA weights, CSV log, checkpoints, resume, stopping rules."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from .. import __version__, units
+from ..config import ConfigError, TrainConfig
+from ..data import batch_to, compute_statistics, load_datasets, make_loader
+from ..data.dataset import LoadedDataset
+from .checkpoint import load_checkpoint, save_checkpoint
+from .ema import ExponentialMovingAverage
+from .loss import EnergyForceLoss, MetricAccumulator
+
+__all__ = ["Trainer", "TrainingError", "csv_columns", "apply_num_threads_env"]
+
+ModelBuilder = Callable[..., torch.nn.Module]
+
+_BASE_COLUMNS = ["epoch", "wall_time_s", "lr", "train_loss", "train_e_mae", "train_f_mae", "val_loss", "val_e_mae",
+                 "val_f_mae", "val_e_rmse", "val_f_rmse", "mean_solver_iters", "val_mean_solver_iters"]
+
+
+class TrainingError(RuntimeError):
+    """The run cannot start or continue (e.g. an existing run directory without ``--resume``)."""
+
+
+def csv_columns(dataset_names: Sequence[str]) -> List[str]:
+    """Columns of ``metrics_epoch.csv`` (energies in eV, forces in eV/Angstrom)."""
+    cols = list(_BASE_COLUMNS)
+    if len(dataset_names) > 1:
+        for name in dataset_names:
+            cols += [f"val_e_mae_{name}", f"val_f_mae_{name}"]
+    return cols
+
+
+def apply_num_threads_env() -> None:
+    """``torch.set_num_threads($DEQFORMER_NUM_THREADS)`` when the variable is set."""
+    value = os.environ.get("DEQFORMER_NUM_THREADS")
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise TrainingError(f"DEQFORMER_NUM_THREADS must be an integer, got {value!r}") from None
+        if n > 0:
+            torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.10g}"
+    return str(v)
+
+
+class Trainer:
+    """Trains a model described by a :class:`TrainConfig`.
+
+    Args:
+        cfg: parsed configuration.
+        device: torch device; default ``cfg.device``.
+        resume: continue from ``run_dir/last.pth`` (starts fresh, with a note, when there is none).
+        max_time_minutes: wall-time limit overriding ``cfg.max_time_minutes``.
+        model_builder: ``f(model_cfg, type_names, r_max, stats, dtype) -> nn.Module``; default
+            :func:`deqformer.model.build_model`.
+        progress: show tqdm progress bars (on stderr).
+        log: function called with every log line (default: print to stdout); lines also go to
+            ``run_dir/train.log``.
+    """
+
+    def __init__(self, cfg: TrainConfig, device: Optional[str] = None, resume: bool = False,
+                 max_time_minutes: Optional[float] = None, model_builder: Optional[ModelBuilder] = None,
+                 progress: bool = True, log: Optional[Callable[[str], None]] = None):
+        self.cfg = cfg
+        self.device = torch.device(device or cfg.device)
+        self.resume = resume
+        self.max_time_minutes = max_time_minutes if max_time_minutes is not None else cfg.max_time_minutes
+        self.model_builder = model_builder
+        self.progress = progress
+        self._print = log or (lambda s: print(s, flush=True))
+        self.run_dir = cfg.run_dir
+        self.dtype = cfg.torch_dtype
+        self.loss_fn = EnergyForceLoss(cfg.loss)
+        self.model: Optional[torch.nn.Module] = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def log(self, line: str) -> None:
+        self._print(line)
+        try:
+            with open(self.run_dir / "train.log", "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    def _builder(self) -> ModelBuilder:
+        if self.model_builder is not None:
+            return self.model_builder
+        try:
+            from ..model import build_model
+        except ImportError as e:
+            raise TrainingError(f"cannot import deqformer.model.build_model: {e}") from e
+        return build_model
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer):
+        c = self.cfg
+        if c.lr_scheduler_name == "ReduceLROnPlateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.lr_scheduler_factor,
+                                                              patience=c.lr_scheduler_patience)
+        if c.lr_scheduler_name == "CosineAnnealingLR":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.lr_scheduler_T_max or max(c.max_epochs, 1),
+                                                              eta_min=c.lr_scheduler_eta_min)
+        return None
+
+    def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        c = self.cfg
+        cls = torch.optim.AdamW if c.optimizer_name == "AdamW" else torch.optim.Adam
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise TrainingError("the model has no trainable parameters")
+        return cls(params, lr=c.learning_rate, amsgrad=c.optimizer_amsgrad, weight_decay=c.optimizer_weight_decay)
+
+    @staticmethod
+    def _rng_state() -> Dict[str, Any]:
+        np_state = np.random.get_state()
+        return {"torch": torch.get_rng_state(),
+                "numpy": [np_state[0], np_state[1].astype(np.int64).tolist(), int(np_state[2]), int(np_state[3]),
+                          float(np_state[4])],
+                "python": random.getstate()}
+
+    @staticmethod
+    def _set_rng_state(state: Dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        n = state["numpy"]
+        np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+        py = state["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+
+    def _csv_rows_keep(self, path: Path, last_epoch: int) -> None:
+        """On resume drop CSV rows of epochs after the checkpoint (they will be redone)."""
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_epoch]
+        if len(kept) != len(rows):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerows(kept)
+
+    # ------------------------------------------------------------------ epochs
+
+    def _forward(self, model: torch.nn.Module, batch: Dict[str, torch.Tensor], want_forces: bool):
+        return model(batch, compute_forces=want_forces)
+
+    def train_epoch(self, epoch: int, model, optimizer, ema, loader, names: Sequence[str]) -> Dict[str, Any]:
+        model.train()
+        loader.set_epoch(epoch)
+        acc = MetricAccumulator(self.cfg.loss, names)
+        skipped = 0
+        running = 0.0
+        bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not self.progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        for k, batch in enumerate(bar):
+            batch = batch_to(batch, self.device)
+            want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
+            out = self._forward(model, batch, want_forces)
+            loss, _ = self.loss_fn(out, batch)
+            if not torch.isfinite(loss):
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.max_gradient_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.max_gradient_norm)
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            lv = float(loss.detach())
+            acc.update(out, batch, loss=lv)
+            running = lv if k == 0 else 0.9 * running + 0.1 * lv
+            iters = sum(acc.iters) / len(acc.iters) if acc.iters else math.nan
+            bar.set_postfix(loss=f"{running:.4g}", iters=f"{iters:.1f}")
+        bar.close()
+        res = acc.results()
+        res["skipped_batches"] = skipped
+        return res
+
+    def validate(self, model, loader, names: Sequence[str]) -> Dict[str, Any]:
+        model.eval()
+        acc = MetricAccumulator(self.cfg.loss, names)
+        for batch in loader:
+            batch = batch_to(batch, self.device)
+            with torch.enable_grad():
+                out = self._forward(model, batch, bool(batch["has_forces"].any()))
+            out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+            acc.update(out, batch)
+        return acc.results()
+
+    # ------------------------------------------------------------------ main
+
+    def _payload(self, model, optimizer, scheduler, ema, epoch, state, stats, model_cfg) -> Dict[str, Any]:
+        cfg = self.cfg
+        model_state = {k: v for k, v in model.state_dict().items()}
+        ema_state = ema.state_dict() if ema is not None else None
+        deploy_state = ema_state["shadow"] if ema_state is not None else model_state
+        config_dict = None
+        if hasattr(model, "config_dict"):
+            try:
+                config_dict = model.config_dict()
+            except Exception:  # the model's business; the checkpoint is still usable without it
+                config_dict = None
+        raw = json.loads(json.dumps(cfg.resolved_raw(), default=str))  # plain types only
+        return {
+            "deqformer_version": __version__,
+            "epoch": epoch,
+            "best_metric": state["best_metric"],
+            "best_epoch": state["best_epoch"],
+            "epochs_since_best": epoch - state["best_epoch"] if state["best_epoch"] else epoch,
+            "best_train_loss": state["best_train_loss"],
+            "best_train_epoch": state["best_train_epoch"],
+            "wall_time_s": state["wall_time_s"],
+            "model_state": model_state,
+            "deploy_state": deploy_state,
+            "ema_state": ema_state,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": self._rng_state(),
+            "config": raw,
+            "model_cfg": model_cfg,
+            "model_config_dict": config_dict,
+            "stats": stats,
+            "type_names": list(cfg.type_names),
+            "r_max": float(cfg.r_max),
+            "model_dtype": cfg.model_dtype,
+            "energy_unit": units.MODEL_ENERGY_UNIT,
+            "length_unit": units.MODEL_LENGTH_UNIT,
+            "dataset_names": cfg.dataset_names,
+        }
+
+    def run(self) -> Dict[str, Any]:
+        """Train until max_epochs, early stopping or the time limit; return a summary dict."""
+        t_start = time.time()
+        cfg = self.cfg
+        apply_num_threads_env()
+        run_dir = self.run_dir
+        last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
+        ckpt = None
+        if last_path.exists() and not self.resume:
+            raise TrainingError(f"run directory {run_dir} already holds a run (last.pth); use --resume to continue "
+                                f"it, or choose another run_name / root")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            if last_path.exists():
+                ckpt = load_checkpoint(last_path)
+            else:
+                self.log(f"--resume: no {last_path} yet, starting a new run")
+
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
+
+        # data
+        t0 = time.time()
+        datasets: List[LoadedDataset] = load_datasets(cfg, require=("train", "val"))
+        names = [d.name for d in datasets]
+        for d in datasets:
+            self.log(f"dataset '{d.name}': {d.config.file_name} - {len(d.frames)} frames: "
+                     f"{len(d.indices('train'))} train, {len(d.indices('val'))} val, {len(d.indices('test'))} unseen")
+        train_loader = make_loader(datasets, "train", cfg.r_max, cfg.batch_size, self.dtype, shuffle=cfg.shuffle,
+                                   seed=cfg.seed)
+        val_loader = make_loader(datasets, "val", cfg.r_max, cfg.validation_batch_size, self.dtype)
+        self.log(f"loaded data and built graphs in {time.time() - t0:.1f} s")
+
+        # statistics and model
+        if ckpt is not None:
+            if list(ckpt["type_names"]) != list(cfg.type_names) or float(ckpt["r_max"]) != float(cfg.r_max):
+                raise TrainingError(f"{last_path} was trained with type_names={ckpt['type_names']}, "
+                                    f"r_max={ckpt['r_max']}; the config has {cfg.type_names}, {cfg.r_max}")
+            if ckpt.get("model_dtype") != cfg.model_dtype:
+                raise TrainingError(f"{last_path} has model_dtype {ckpt.get('model_dtype')}, config {cfg.model_dtype}")
+            stats, model_cfg = ckpt["stats"], ckpt["model_cfg"]
+            if model_cfg != cfg.model:
+                self.log("note: the config's model block differs from the checkpoint's; keeping the checkpoint's")
+        else:
+            stats = compute_statistics(train_loader.frames, len(cfg.type_names), train_loader.graphs)
+            model_cfg = cfg.model
+        self.log("statistics: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+        builder = self._builder()
+        with _default_dtype(torch.float64 if cfg.default_dtype == "float64" else torch.float32):
+            try:
+                model = builder(dict(model_cfg), list(cfg.type_names), float(cfg.r_max), dict(stats), self.dtype)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ConfigError(f"config key 'model': cannot build the model: {e}") from e
+        model = model.to(device=self.device)
+        self.model = model
+        n_params = sum(p.numel() for p in model.parameters())
+        self.log(f"model: {type(model).__name__}, {n_params} parameters, {cfg.model_dtype}, device {self.device}")
+        optimizer = self._make_optimizer(model)
+        scheduler = self._make_scheduler(optimizer)
+        ema = ExponentialMovingAverage(model, cfg.ema_decay, cfg.ema_use_num_updates) if cfg.use_ema else None
+
+        state = {"best_metric": math.inf, "best_epoch": 0, "best_train_loss": math.inf, "best_train_epoch": 0,
+                 "wall_time_s": 0.0}
+        start_epoch = 0
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model_state"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt.get("scheduler") is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            if ema is not None and ckpt.get("ema_state") is not None:
+                ema.load_state_dict(ckpt["ema_state"])
+            for k in state:
+                state[k] = ckpt[k]
+            start_epoch = int(ckpt["epoch"])
+            self._set_rng_state(ckpt["rng"])
+            self.log(f"resumed from {last_path} after epoch {start_epoch} (best val loss {state['best_metric']:.6g} "
+                     f"at epoch {state['best_epoch']})")
+
+        with open(run_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(json.loads(json.dumps(cfg.resolved_raw(), default=str)), f, sort_keys=False)
+        csv_path = run_dir / "metrics_epoch.csv"
+        columns = csv_columns(names)
+        if ckpt is not None:
+            self._csv_rows_keep(csv_path, start_epoch)
+        if not csv_path.exists() or ckpt is None:
+            with open(csv_path, "w", newline="") as f:
+                csv.writer(f).writerow(columns)
+
+        stop_reason = "max_epochs"
+        epoch = start_epoch
+        wall_base = state["wall_time_s"]
+        t_loop = time.time()
+        for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
+            tr = self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
+            if ema is not None:
+                with ema.average_parameters(model):
+                    va = self.validate(model, val_loader, names)
+            else:
+                va = self.validate(model, val_loader, names)
+            lr = optimizer.param_groups[0]["lr"]
+            val_loss = float(va["loss"])
+            if scheduler is not None:
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+                else:
+                    scheduler.step()
+            improved = math.isfinite(val_loss) and val_loss < state["best_metric"]
+            if improved:
+                state["best_metric"], state["best_epoch"] = val_loss, epoch
+            train_loss = float(tr["mean_batch_loss"])
+            if math.isfinite(train_loss) and train_loss < state["best_train_loss"]:
+                state["best_train_loss"], state["best_train_epoch"] = train_loss, epoch
+            state["wall_time_s"] = wall_base + (time.time() - t_loop)
+
+            row = {"epoch": epoch, "wall_time_s": state["wall_time_s"], "lr": lr, "train_loss": train_loss,
+                   "train_e_mae": tr["e_mae"], "train_f_mae": tr["f_mae"], "val_loss": val_loss,
+                   "val_e_mae": va["e_mae"], "val_f_mae": va["f_mae"], "val_e_rmse": va["e_rmse"],
+                   "val_f_rmse": va["f_rmse"], "mean_solver_iters": tr["solver_iters_mean"],
+                   "val_mean_solver_iters": va["solver_iters_mean"]}
+            for name, m in va["per_dataset"].items():
+                row[f"val_e_mae_{name}"], row[f"val_f_mae_{name}"] = m["e_mae"], m["f_mae"]
+            with open(csv_path, "a", newline="") as f:
+                csv.writer(f).writerow([_fmt(row.get(c, math.nan)) for c in columns])
+
+            payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
+            save_checkpoint(payload, last_path)
+            if improved:
+                save_checkpoint(payload, best_path)
+
+            skipped = f", skipped {tr['skipped_batches']} non-finite batches" if tr["skipped_batches"] else ""
+            self.log(f"epoch {epoch:4d} | lr {lr:.3g} | train loss {train_loss:.5g} | val loss {val_loss:.5g} | "
+                     f"val E MAE {1e3 * va['e_mae']:.2f} meV  F MAE {1e3 * va['f_mae']:.2f} meV/A | "
+                     f"iters {tr['solver_iters_mean']:.1f} | {state['wall_time_s']:.0f} s"
+                     f"{' *' if improved else ''}{skipped}")
+
+            # stopping rules (checked after the checkpoint is safely written)
+            pat = cfg.early_stopping_patiences
+            if "validation_loss" in pat and epoch - state["best_epoch"] >= pat["validation_loss"]:
+                stop_reason = f"early stopping: validation loss did not improve for {pat['validation_loss']} epochs"
+                break
+            if "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
+                stop_reason = f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
+                break
+            lr_now = optimizer.param_groups[0]["lr"]
+            if "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
+                stop_reason = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
+                break
+            if self.max_time_minutes is not None and (time.time() - t_start) / 60.0 >= self.max_time_minutes:
+                stop_reason = f"time limit of {self.max_time_minutes:g} minutes reached"
+                break
+        else:
+            epoch = max(epoch, start_epoch)
+
+        if epoch == start_epoch and not last_path.exists():
+            # max_epochs == 0 (or already reached): still leave a loadable checkpoint
+            payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
+            save_checkpoint(payload, last_path)
+        self.log(f"stopped after epoch {epoch}: {stop_reason}; best validation loss {state['best_metric']:.6g} at "
+                 f"epoch {state['best_epoch']}; checkpoints in {run_dir}")
+        return {"run_dir": str(run_dir), "last_epoch": epoch, "epochs_run": epoch - start_epoch,
+                "best_epoch": state["best_epoch"], "best_val_loss": state["best_metric"], "stop_reason": stop_reason,
+                "stats": stats}

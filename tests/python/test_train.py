@@ -1,0 +1,362 @@
+"""Trainer, checkpoints, evaluation CLI and ASE calculator.
+
+The smoke test trains the real ``deqformer.model`` (tiny settings); the stopping-rule tests use a small
+pair-potential stand-in so they run in a fraction of a second.
+"""
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from deqformer.cli import evaluate as evaluate_cli
+from deqformer.cli import train as train_cli
+from deqformer.config import ConfigError, load_config, parse_config
+from deqformer.data import DataError
+from deqformer.train import (CheckpointError, Trainer, TrainingError, load_checkpoint, load_model_from_checkpoint,
+                             save_checkpoint)
+from deqformer.train.checkpoint import decode_tree, encode_tree
+from deqformer.train.trainer import csv_columns
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+RMD17_MAP = {"nuclear_charges": "atomic_numbers", "coords": "pos", "energies": "total_energy", "forces": "forces"}
+TINY_MODEL = {"irreps": "4x0e+2x1o+2x2e", "msg_channels": 4, "num_heads": 2, "attn_hidden": 4, "radial_hidden": 8,
+              "type_embed_dim": 4, "readout_hidden": 8, "num_basis": 4, "solver_max_iter": 15}
+
+
+def config_dict(tmp_path, **over):
+    d = {
+        "root": str(tmp_path / "runs"),
+        "run_name": "smoke",
+        "datasets": [
+            {"name": "monomer", "dataset": "npz", "dataset_file_name": str(DATA / "aspirin_monomer_30.npz"),
+             "n_train": 6, "n_val": 3},
+            {"name": "dimer", "dataset": "npz", "dataset_file_name": str(DATA / "aspirin_dimer_10.npz"),
+             "n_train": 2, "n_val": 1},
+        ],
+        "key_mapping": RMD17_MAP,
+        "npz_fixed_field_keys": ["atomic_numbers"],
+        "chemical_symbols": ["H", "C", "O"],
+        "r_max": 3.5,
+        "batch_size": 4,
+        "validation_batch_size": 4,
+        "learning_rate": 0.003,
+        "max_epochs": 2,
+        "seed": 5,
+        "loss_coeffs": {"forces": 1.0, "total_energy": [1.0, "PerAtomMSELoss"]},
+        "use_ema": True,
+        "ema_decay": 0.9,
+        "lr_scheduler_name": "ReduceLROnPlateau",
+        "lr_scheduler_patience": 5,
+        "model": dict(TINY_MODEL),
+    }
+    d.update(over)
+    return d
+
+
+def write_config(tmp_path, name="config.yaml", **over) -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(config_dict(tmp_path, **over)))
+    return p
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------ stand-in model
+
+
+class PairModel(torch.nn.Module):
+    """E = sum_i shift[type_i] + k * sum_edges (d - d0)^2 ; forces by autograd."""
+
+    def __init__(self, type_names, r_max, stats, dtype):
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.tensor(stats["energy_per_atom_shift"], dtype=dtype))
+        self.k = torch.nn.Parameter(torch.tensor(0.1, dtype=dtype))
+        self.d0 = torch.nn.Parameter(torch.tensor(1.5, dtype=dtype))
+
+    def forward(self, batch, compute_forces=True):
+        pos = batch["pos"]
+        if compute_forces:
+            pos = pos.detach().requires_grad_(True)
+        ei = batch["edge_index"]
+        d = (pos[ei[1]] - pos[ei[0]] + batch["edge_shift"]).norm(dim=1)
+        atomic = self.shift[batch["atom_types"]].index_add(0, ei[0], self.k * (d - self.d0) ** 2)
+        energy = torch.zeros(int(batch["num_frames"]), dtype=pos.dtype).index_add(0, batch["batch"], atomic)
+        out = {"energy": energy, "atomic_energy": atomic, "solver_iters": torch.tensor(1.0),
+               "solver_residual": torch.tensor(0.0)}
+        if compute_forces:
+            out["forces"] = -torch.autograd.grad(energy.sum(), pos, create_graph=self.training)[0]
+        return out
+
+    def config_dict(self):
+        return {"kind": "pair", "k": float(self.k)}
+
+
+def pair_builder(model_cfg, type_names, r_max, stats, dtype):
+    return PairModel(type_names, r_max, stats, dtype)
+
+
+def quiet_trainer(cfg, **kw):
+    kw.setdefault("model_builder", pair_builder)
+    return Trainer(cfg, progress=False, log=lambda s: None, **kw)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_roundtrip_weights_only(tmp_path):
+    t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    payload = {"f": 1.5, "nan": math.nan, "inf": -math.inf, "i": 3, "s": "x", "none": None, "b": True,
+               "tuple": (1, 2.5, "a"), "intkeys": {0: {"step": torch.tensor(3.0)}, 1: [t, t]},
+               "nested": {"a": [1.0, {"b": t}]}, "np": np.arange(4, dtype=np.uint32), "dtype": torch.float32,
+               "__dunder": 1}
+    p = tmp_path / "c.pth"
+    save_checkpoint(payload, p)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    raw = torch.load(p, weights_only=True)  # the file itself is weights_only-safe
+    assert set(raw) == {"format", "format_version", "tensors", "meta_json"}
+    back = load_checkpoint(p)
+    assert back["f"] == 1.5 and math.isnan(back["nan"]) and back["inf"] == -math.inf
+    assert back["tuple"] == (1, 2.5, "a") and back["dtype"] is torch.float32 and back["__dunder"] == 1
+    assert torch.equal(back["intkeys"][0]["step"], torch.tensor(3.0))
+    assert torch.equal(back["nested"]["a"][1]["b"], t) and back["nested"]["a"][0] == 1.0
+    assert back["np"].dtype == np.uint32 and back["np"].tolist() == [0, 1, 2, 3]
+    assert len(raw["tensors"]) == 2  # the same tensor object is stored once
+    assert decode_tree(encode_tree({"x": 1})) == {"x": 1}
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pth")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="bad.pth"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pth"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not a deqformer checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(TypeError):
+        encode_tree({"x": object()})
+
+
+# ------------------------------------------------------------------------------ real model smoke test
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two epochs of the real model through the console entry point."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    cfg_path = write_config(tmp)
+    assert train_cli.main([str(cfg_path), "--no-progress"]) == 0
+    return tmp, cfg_path, load_config(cfg_path).run_dir
+
+
+def test_smoke_outputs(trained):
+    tmp, cfg_path, run_dir = trained
+    for name in ("last.pth", "best.pth", "metrics_epoch.csv", "config.yaml", "train.log"):
+        assert (run_dir / name).is_file(), name
+    rows = read_csv(run_dir / "metrics_epoch.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == csv_columns(["monomer", "dimer"])
+    for col in ("epoch", "wall_time_s", "lr", "train_loss", "train_e_mae", "train_f_mae", "val_loss", "val_e_mae",
+                "val_f_mae", "val_e_rmse", "val_f_rmse", "mean_solver_iters", "val_f_mae_monomer", "val_f_mae_dimer"):
+        assert math.isfinite(float(rows[-1][col])), col
+    assert float(rows[0]["mean_solver_iters"]) >= 1
+    ck = load_checkpoint(run_dir / "last.pth")
+    assert ck["epoch"] == 2 and ck["type_names"] == ["H", "C", "O"] and ck["r_max"] == 3.5
+    assert ck["energy_unit"] == "eV" and ck["length_unit"] == "Angstrom" and ck["model_dtype"] == "float64"
+    assert set(ck["stats"]) >= {"energy_per_atom_shift", "force_rms"} and len(ck["stats"]["energy_per_atom_shift"]) == 3
+    assert ck["model_cfg"] == TINY_MODEL and ck["model_config_dict"] is not None
+    assert ck["config"]["datasets"][0]["dataset_file_name"] == str(DATA / "aspirin_monomer_30.npz")
+    assert ck["ema_state"]["num_updates"] == 2 * 2  # 8 training frames / batch 4, two epochs
+    assert any(not torch.equal(ck["deploy_state"][k], ck["model_state"][k]) for k in ck["model_state"])
+    copied = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert copied["run_name"] == "smoke" and Path(copied["datasets"][1]["dataset_file_name"]).is_absolute()
+
+
+def test_smoke_best_checkpoint_model(trained):
+    tmp, cfg_path, run_dir = trained
+    best = load_checkpoint(run_dir / "best.pth")
+    rows = read_csv(run_dir / "metrics_epoch.csv")
+    best_row = min(rows, key=lambda r: float(r["val_loss"]))
+    assert best["best_epoch"] == int(best_row["epoch"])
+    assert best["best_metric"] == pytest.approx(float(best_row["val_loss"]), rel=1e-8)
+    model = load_model_from_checkpoint(run_dir / "best.pth")
+    assert not model.training
+    # the validation loss of best.pth is reproduced by re-evaluating its (EMA) weights
+    tr = quiet_trainer(load_config(cfg_path), model_builder=None)
+    from deqformer.data import load_datasets, make_loader
+    cfg = load_config(cfg_path)
+    val = make_loader(load_datasets(cfg), "val", cfg.r_max, 4)
+    res = tr.validate(model, val, ["monomer", "dimer"])
+    assert res["loss"] == pytest.approx(best["best_metric"], rel=1e-6)
+
+
+def test_smoke_resume_is_exact_and_refuses_overwrite(trained, tmp_path):
+    tmp, cfg_path, run_dir = trained
+    # a second run into the same folder without --resume is refused
+    assert train_cli.main([str(cfg_path), "--no-progress"]) == 1
+    with pytest.raises(TrainingError, match="--resume"):
+        Trainer(load_config(cfg_path), progress=False, log=lambda s: None).run()
+    # resume for one more epoch ...
+    assert train_cli.main([str(cfg_path), "--resume", "--max-epochs", "3", "--no-progress"]) == 0
+    rows = read_csv(run_dir / "metrics_epoch.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    # ... equals three epochs without interruption
+    straight = write_config(tmp_path, run_name="straight", max_epochs=3)
+    assert train_cli.main([str(straight), "--no-progress"]) == 0
+    rows2 = read_csv(load_config(straight).run_dir / "metrics_epoch.csv")
+    for col in ("train_loss", "val_loss", "val_f_mae"):
+        assert float(rows[2][col]) == pytest.approx(float(rows2[2][col]), rel=1e-9), col
+
+
+def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
+    tmp, cfg_path, run_dir = trained
+    capsys.readouterr()
+    assert evaluate_cli.main(["--model", str(run_dir / "best.pth"), "--dataset-config", str(cfg_path), "--json"]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out)  # exactly one JSON object on stdout
+    assert res["units"]["energy"] == "eV" and res["units"]["forces"] == "eV/Angstrom"
+    assert res["split"] == "test" and res["n_frames"] == (30 - 9) + (10 - 3)
+    for k in ("e_mae", "e_rmse", "f_mae", "f_rmse", "e_per_atom_mae", "solver_iters_mean", "solver_iters_max"):
+        assert res[k] is not None and res[k] >= 0, k
+    assert set(res["per_dataset"]) == {"monomer", "dimer"}
+    assert res["per_dataset"]["dimer"]["n_frames"] == 7
+
+    # human table
+    assert evaluate_cli.main(["--model", str(run_dir / "best.pth"), "--dataset-config", str(cfg_path),
+                              "--split", "val"]) == 0
+    table = capsys.readouterr().out
+    assert "meV" in table and "monomer" in table and "all" in table
+
+    # deployed TorchScript file gives the same numbers (on the small validation split)
+    from deqformer.deploy import deploy
+    pt = tmp_path / "model.pt"
+    deploy(load_model_from_checkpoint(run_dir / "best.pth"), str(pt))
+    results = {}
+    for kind, path in (("checkpoint", run_dir / "best.pth"), ("deployed", pt)):
+        assert evaluate_cli.main(["--model", str(path), "--dataset-config", str(cfg_path), "--json",
+                                  "--split", "val"]) == 0
+        results[kind] = json.loads(capsys.readouterr().out)
+        assert results[kind]["model_kind"] == kind and results[kind]["n_frames"] == 4
+    for k in ("e_mae", "f_mae", "f_rmse"):
+        assert results["deployed"][k] == pytest.approx(results["checkpoint"][k], rel=1e-5, abs=1e-7), k
+
+    # a single file with key mapping instead of a config
+    ckpt = str(run_dir / "best.pth")
+    assert evaluate_cli.main(["--model", ckpt, "--dataset-file", str(DATA / "aspirin_5_md17.npz"), "--key-mapping",
+                              "z=atomic_numbers", "R=pos", "E=total_energy", "F=forces", "--json"]) == 0
+    res5 = json.loads(capsys.readouterr().out)
+    assert res5["n_frames"] == 5 and res5["split"] == "all"
+    assert evaluate_cli.main(["--model", ckpt, "--dataset-file", str(DATA / "aspirin_5.extxyz"), "--json"]) == 0
+    res5x = json.loads(capsys.readouterr().out)
+    assert res5x["f_mae"] == pytest.approx(res5["f_mae"], rel=1e-5)
+
+    # bad input -> exit status 2 and a message on stderr
+    assert evaluate_cli.main(["--model", str(pt), "--dataset-file", str(DATA / "aspirin_5_md17.npz"),
+                              "--key-mapping", "nuclear_charges=atomic_numbers"]) == 2
+    assert "nuclear_charges" in capsys.readouterr().err
+
+    # ASE calculator on the deployed file: same energy as the evaluation path, periodic cells work
+    import ase.io
+    from deqformer.ase_calculator import DeqformerCalculator
+    atoms = ase.io.read(DATA / "aspirin_5.extxyz", index=0)
+    atoms.calc = DeqformerCalculator(str(pt))
+    e = atoms.get_potential_energy()
+    f = atoms.get_forces()
+    assert f.shape == (21, 3) and np.isfinite(f).all()
+    assert atoms.get_potential_energy(force_consistent=True) == e
+    assert abs(f.sum(axis=0)).max() < 1e-6  # no net force
+    ref = load_model_from_checkpoint(run_dir / "best.pth")
+    from deqformer.data import build_graph, collate
+    from deqformer.data.dataset import read_ase_frames
+    frame = read_ase_frames(DATA / "aspirin_5.extxyz", ["H", "C", "O"])[0]
+    out = ref(collate([frame], [build_graph(frame["pos"], 3.5)]), compute_forces=True)
+    assert e == pytest.approx(float(out["energy"][0]), abs=1e-6)
+    np.testing.assert_allclose(f, out["forces"].detach().numpy(), atol=1e-5)
+    big = atoms.copy()
+    big.calc = DeqformerCalculator(str(pt))
+    big.set_cell([30.0, 30.0, 30.0])
+    big.pbc = True
+    assert big.get_potential_energy() == pytest.approx(e, abs=1e-6)  # isolated in a big box
+    big.positions += 29.0  # wrapped across the boundary: same energy
+    assert big.get_potential_energy() == pytest.approx(e, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ stopping rules (stand-in model)
+
+
+def test_max_time_stops_after_first_epoch(tmp_path):
+    cfg = parse_config(config_dict(tmp_path, max_epochs=50, max_time_minutes=1e-6), tmp_path)
+    res = quiet_trainer(cfg).run()
+    assert res["last_epoch"] == 1 and "time limit" in res["stop_reason"]
+    assert (cfg.run_dir / "last.pth").exists() and (cfg.run_dir / "best.pth").exists()
+    # the CLI flag overrides the config
+    cfg2 = parse_config(config_dict(tmp_path, run_name="t2", max_epochs=3), tmp_path)
+    res2 = quiet_trainer(cfg2, max_time_minutes=1e-6).run()
+    assert res2["last_epoch"] == 1
+
+
+def test_early_stopping_and_lr_bound(tmp_path):
+    # lr so small that the weights cannot change: the validation loss never improves after epoch 1
+    cfg = parse_config(config_dict(tmp_path, max_epochs=20, learning_rate=1e-300,
+                                   early_stopping_patiences={"validation_loss": 2}), tmp_path)
+    res = quiet_trainer(cfg).run()
+    assert res["last_epoch"] == 3 and res["best_epoch"] == 1 and "early stopping" in res["stop_reason"]
+    # ReduceLROnPlateau (relative threshold 1e-4) cuts 1e-6 -> 1e-7 -> 1e-8 < bound after epoch 3
+    cfg = parse_config(config_dict(tmp_path, run_name="lr", max_epochs=20, learning_rate=1e-6,
+                                   lr_scheduler_patience=0, lr_scheduler_factor=0.1,
+                                   early_stopping_lower_bounds={"LR": 5e-8}), tmp_path)
+    res = quiet_trainer(cfg).run()
+    assert res["last_epoch"] == 3 and "learning rate" in res["stop_reason"]
+    lrs = [float(r["lr"]) for r in read_csv(cfg.run_dir / "metrics_epoch.csv")]
+    assert lrs == pytest.approx([1e-6, 1e-6, 1e-7])  # the lr used during each epoch
+
+
+def test_stand_in_learns_energy_only_float32_cosine(tmp_path):
+    """Energy-only data (forces dropped), float32, CosineAnnealingLR, no EMA, one dataset."""
+    d = dict(np.load(DATA / "aspirin_monomer_30.npz"))
+    del d["forces"]
+    p = tmp_path / "e_only.npz"
+    np.savez(p, **d)
+    over = {"datasets": None, "dataset": "npz", "dataset_file_name": str(p), "n_train": 20, "n_val": 5,
+            "model_dtype": "float32", "use_ema": False, "lr_scheduler_name": "CosineAnnealingLR",
+            "max_epochs": 4, "learning_rate": 0.01,
+            "key_mapping": {k: v for k, v in RMD17_MAP.items() if v != "forces"}}
+    raw = config_dict(tmp_path, **over)
+    del raw["datasets"]
+    cfg = parse_config(raw, tmp_path)
+    tr = quiet_trainer(cfg)
+    res = tr.run()
+    assert res["last_epoch"] == 4
+    rows = read_csv(cfg.run_dir / "metrics_epoch.csv")
+    assert all(r["val_f_mae"] == "nan" for r in rows) and math.isfinite(float(rows[-1]["val_e_mae"]))
+    assert list(rows[0]) == csv_columns(["e_only"])  # no per-dataset columns for one dataset
+    assert float(rows[-1]["lr"]) < 0.01  # cosine schedule
+    ck = load_checkpoint(cfg.run_dir / "last.pth")
+    assert ck["ema_state"] is None and ck["model_dtype"] == "float32"
+    assert next(iter(ck["model_state"].values())).dtype == torch.float32
+    model = load_model_from_checkpoint(cfg.run_dir / "last.pth", model_builder=pair_builder)
+    assert torch.equal(model.k.detach(), ck["model_state"]["k"])
+
+
+def test_trainer_reports_bad_model_block_and_data(tmp_path):
+    cfg = parse_config(config_dict(tmp_path, model={"no_such_option": 1}), tmp_path)
+    with pytest.raises(ConfigError, match="model"):
+        Trainer(cfg, progress=False, log=lambda s: None).run()
+    cfg = parse_config(config_dict(tmp_path, run_name="x", datasets=[
+        {"dataset": "npz", "dataset_file_name": str(DATA / "aspirin_dimer_10.npz"), "n_train": 8, "n_val": 5}]),
+        tmp_path)
+    with pytest.raises(DataError, match="fewer than n_train"):
+        quiet_trainer(cfg).run()
+    bad = write_config(tmp_path, "bad.yaml", r_max="five")
+    assert train_cli.main([str(bad)]) == 2
