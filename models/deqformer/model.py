@@ -237,9 +237,10 @@ class DEQFormer(nn.Module):
         return blk(z, x, edge_index, edge_attr[:, :9], edge_attr[:, 9], self._block_weight(edge_attr, b), n_local)
 
     @torch.jit.ignore
-    def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True) -> Dict[str, torch.Tensor]:
+    def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
+                z0: Optional[torch.Tensor] = None, u0: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         from .driver import evaluate_model
-        return evaluate_model(self, batch, compute_forces=compute_forces)
+        return evaluate_model(self, batch, compute_forces=compute_forces, z0=z0, u0=u0)
 
     @torch.jit.ignore
     def config_dict(self) -> Dict:

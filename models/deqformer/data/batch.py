@@ -102,8 +102,10 @@ class GraphLoader:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield collate([self.frames[i] for i in idx], [self.graphs[i] for i in idx], self.dtype,
-                          [self.dataset_ids[i] for i in idx])
+            batch = collate([self.frames[i] for i in idx], [self.graphs[i] for i in idx], self.dtype,
+                            [self.dataset_ids[i] for i in idx])
+            batch["sample_index"] = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+            yield batch
 
 
 def make_loader(datasets: Sequence[LoadedDataset], split: str, r_max: float, batch_size: int,

@@ -8,7 +8,7 @@ the envelope u makes them vanish smoothly at the cutoff (energy conservation), t
 smooth when a node loses its last neighbour.
 """
 import math
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -36,25 +36,66 @@ def flatten_components(agg: torch.Tensor) -> torch.Tensor:
 
 
 class TensorProduct(nn.Module):
-    """Depthwise tensor product of [E, Cm, 9] features with Y [E, 9], all PATHS fused in one bmm."""
+    """Depthwise tensor product of [E, Cm, 9] features with Y [E, 9] over all PATHS.
+
+    Paths are grouped by the input l1: for each group one batched matmul of the features' l1 block
+    with A_e = sum_n Y_en C[:, n, :] (only the non-zero blocks of the coupling tensor: 115 of 315
+    entries), then per path its per-channel weight and a sum into the output l3 block.
+    """
 
     def __init__(self):
         super().__init__()
-        cg, path_of_k, gather = coupling_tables()
+        cg, _, _ = coupling_tables()        # [9, 9, K] in PATHS order
         self.num_paths = len(PATHS)
-        expand = torch.zeros(self.num_paths, cg.shape[2], dtype=cg.dtype)
-        expand[path_of_k, torch.arange(cg.shape[2])] = 1.0
-        self.register_buffer("cg", cg.reshape(9, -1))  # [9, 9 * K]
-        self.register_buffer("expand", expand)         # [P, K]: path weight -> its components
-        self.register_buffer("gather", gather)         # [K, 9]: path components -> l3 blocks
+        comp = {0: (0, 1), 1: (1, 4), 2: (4, 9)}
+        groups = []
+        col = 0
+        self.path_l1: List[int] = []
+        self.path_l3: List[int] = []
+        self.path_col: List[int] = []       # first column of the path inside its group's output
+        k_of_path = []
+        k = 0
+        for (l1, l2, l3) in PATHS:
+            k_of_path.append(k)
+            k += 2 * l3 + 1
+        for l1 in range(3):
+            a0, a1 = comp[l1]
+            cols = []
+            gcol = 0
+            for p, (pl1, l2, l3) in enumerate(PATHS):
+                if pl1 != l1:
+                    continue
+                d3 = 2 * l3 + 1
+                cols.extend(range(k_of_path[p], k_of_path[p] + d3))
+                self.path_l1.append(l1)
+                self.path_l3.append(l3)
+                self.path_col.append(gcol)
+                gcol += d3
+            block = cg[a0:a1, :, cols]                       # [d1, 9, K_l1]
+            groups.append(block.permute(1, 0, 2).reshape(9, -1))   # [9, d1 * K_l1]
+        # path index in PATHS order of each (group-ordered) entry
+        self.group_sizes: List[List[int]] = [[2 * pp[2] + 1 for pp in PATHS if pp[0] == l1] for l1 in range(3)]
+        self.path_index: List[int] = [p for l1 in range(3) for p, pp in enumerate(PATHS) if pp[0] == l1]
+        self.register_buffer("cg0", groups[0])
+        self.register_buffer("cg1", groups[1])
+        self.register_buffer("cg2", groups[2])
 
     def forward(self, feat: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # feat [E, Cm, 9], sh [E, 9], weight [E, Cm, P]
-        e, c = feat.shape[0], feat.shape[1]
-        a = (sh @ self.cg).reshape(e, 9, -1)                        # [E, 9, K]
-        out = torch.bmm(feat, a)                                    # [E, Cm, K]
-        w = (weight.reshape(e * c, -1) @ self.expand).reshape(e, c, -1)
-        return (out * w) @ self.gather                              # [E, Cm, 9]
+        e = feat.shape[0]
+        f0, f1, f2 = torch.split(feat, [1, 3, 5], dim=2)
+        t0 = f0 * (sh @ self.cg0)[:, None, :]                          # [E, Cm, 9]
+        t1 = torch.bmm(f1, (sh @ self.cg1).reshape(e, 3, -1))          # [E, Cm, 12]
+        t2 = torch.bmm(f2, (sh @ self.cg2).reshape(e, 5, -1))          # [E, Cm, 14]
+        # one split per group / of the weights (a single backward node each, not one per slice)
+        pieces = list(torch.split(t0, self.group_sizes[0], dim=2)) + \
+            list(torch.split(t1, self.group_sizes[1], dim=2)) + list(torch.split(t2, self.group_sizes[2], dim=2))
+        w = torch.unbind(weight, dim=2)
+        outs = [torch.zeros_like(f0), torch.zeros_like(f1), torch.zeros_like(f2)]
+        for q in range(len(self.path_index)):
+            l3 = self.path_l3[q]
+            outs[l3] = outs[l3] + w[self.path_index[q]][:, :, None] * pieces[q]
+        return torch.cat(outs, dim=2)                                    # [E, Cm, 9]
 
 
 class EquivariantAttention(nn.Module):

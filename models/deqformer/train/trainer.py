@@ -22,6 +22,7 @@ from ..config import ConfigError, TrainConfig
 from ..data import batch_to, compute_statistics, load_datasets, make_loader
 from ..data.dataset import LoadedDataset
 from .checkpoint import load_checkpoint, save_checkpoint
+from .warm_start import FixedPointCache
 from .ema import ExponentialMovingAverage
 from .loss import EnergyForceLoss, MetricAccumulator
 
@@ -96,6 +97,8 @@ class Trainer:
         self.device = torch.device(device or cfg.device)
         self.resume = resume
         self.max_time_minutes = max_time_minutes if max_time_minutes is not None else cfg.max_time_minutes
+        self.train_cache = FixedPointCache()   # each frame's last fixed point starts its next solve
+        self.val_cache = FixedPointCache()
         self.model_builder = model_builder
         self.progress = progress
         self._print = log or (lambda s: print(s, flush=True))
@@ -172,8 +175,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ epochs
 
-    def _forward(self, model: torch.nn.Module, batch: Dict[str, torch.Tensor], want_forces: bool):
-        return model(batch, compute_forces=want_forces)
+    def _forward(self, model: torch.nn.Module, batch: Dict[str, torch.Tensor], want_forces: bool,
+                 cache: Optional[FixedPointCache] = None):
+        if cache is None or not self.cfg.solver_warm_start or getattr(model, "explicit", True):
+            return model(batch, compute_forces=want_forces)
+        z0, u0 = cache.gather(batch)
+        out = model(batch, compute_forces=want_forces, z0=z0, u0=u0)
+        cache.store(batch, out)
+        return out
 
     def train_epoch(self, epoch: int, model, optimizer, ema, loader, names: Sequence[str]) -> Dict[str, Any]:
         model.train()
@@ -186,7 +195,7 @@ class Trainer:
         for k, batch in enumerate(bar):
             batch = batch_to(batch, self.device)
             want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
-            out = self._forward(model, batch, want_forces)
+            out = self._forward(model, batch, want_forces, self.train_cache)
             loss, _ = self.loss_fn(out, batch)
             if not torch.isfinite(loss):
                 skipped += 1
@@ -215,7 +224,7 @@ class Trainer:
         for batch in loader:
             batch = batch_to(batch, self.device)
             with torch.enable_grad():
-                out = self._forward(model, batch, bool(batch["has_forces"].any()))
+                out = self._forward(model, batch, bool(batch["has_forces"].any()), self.val_cache)
             out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
             acc.update(out, batch)
         return acc.results()
@@ -246,6 +255,7 @@ class Trainer:
             "model_state": model_state,
             "deploy_state": deploy_state,
             "ema_state": ema_state,
+            "fixed_point_cache": {"train": self.train_cache.state_dict(), "val": self.val_cache.state_dict()},
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": self._rng_state(),
@@ -333,6 +343,9 @@ class Trainer:
                 scheduler.load_state_dict(ckpt["scheduler"])
             if ema is not None and ckpt.get("ema_state") is not None:
                 ema.load_state_dict(ckpt["ema_state"])
+            caches = ckpt.get("fixed_point_cache") or {}
+            self.train_cache.load_state_dict(caches.get("train"))
+            self.val_cache.load_state_dict(caches.get("val"))
             for k in state:
                 state[k] = ckpt[k]
             start_epoch = int(ckpt["epoch"])
