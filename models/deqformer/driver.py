@@ -171,9 +171,26 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                 u = adj.z.detach()
                 stats["u"] = u
                 stats["adjoint_iters"] = torch.tensor(float(adj.iters))
-                fz = model.step(zs, x, ei, attr, n)
-                lagr = (u * (fz - zs)).sum(dim=1)
+                jac_w = float(c["jac_reg_weight"])
+                want_jac = training and jac_w > 0.0 and float(torch.rand(())) < float(c["jac_reg_freq"])
+                zin = zs.clone().requires_grad_(True) if training else zs
+                fz = model.step(zin, x, ei, attr, n)
+                if training:
+                    # u* re-expressed as one adjoint step, u = dE/dz + J^T u*, built with the graph: same
+                    # value (so forces stay exact), but the parameters (the readout above all) now see
+                    # how the forces depend on them through the adjoint.
+                    zr = zs.clone().requires_grad_(True)
+                    g_t = torch.autograd.grad([model.atomic_energy(zr, types).sum()], [zr], create_graph=True)[0]
+                    jtu = torch.autograd.grad([fz], [zin], grad_outputs=[u], create_graph=True)[0]
+                    u_use = g_t + jtu
+                else:
+                    u_use = u
+                lagr = (u_use * (fz - zs)).sum(dim=1)
                 energy = energy + _frame_sum(lagr, bidx, nf)
+                if want_jac:
+                    eps = torch.randn_like(fz)
+                    vjp = torch.autograd.grad([fz], [zin], grad_outputs=[eps], create_graph=True)[0]
+                    stats["aux_loss"] = jac_w * vjp.pow(2).sum() / eps.pow(2).sum()
     out = {"energy": energy, "atomic_energy": e_atom}
     out.update(stats)
     if compute_forces:

@@ -46,6 +46,8 @@ DEFAULTS = {
     "grad": "implicit",            # implicit (exact forces) | phantom (TorchDEQ 1-step)
     "phantom_steps": 1,
     "phantom_damping": 0.8,
+    "jac_reg_weight": 0.0,         # TorchDEQ-style Jacobian regulariser |eps^T df/dz|^2 / |eps|^2 (training)
+    "jac_reg_freq": 1.0,           # fraction of training steps that pay for it
     "avg_num_neighbors": None,
 }
 

@@ -197,6 +197,8 @@ class Trainer:
             want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
             out = self._forward(model, batch, want_forces, self.train_cache)
             loss, _ = self.loss_fn(out, batch)
+            if "aux_loss" in out:        # the model's own regulariser (e.g. DEQ Jacobian penalty)
+                loss = loss + out["aux_loss"]
             if not torch.isfinite(loss):
                 skipped += 1
                 optimizer.zero_grad(set_to_none=True)

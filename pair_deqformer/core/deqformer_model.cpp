@@ -1,0 +1,309 @@
+// deqformer: loading and validating a deployed model (docs/contract.md).
+#include "deqformer_model.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
+namespace deqformer {
+
+namespace {
+
+const char *const REDEPLOY = "deploy the checkpoint with deqformer-deploy (deqformer.deploy.deploy)";
+
+const char *const REQUIRED_KEYS[] = {"contract_version", "r_max", "num_types", "type_names", "energy_unit",
+                                     "length_unit", "dtype", "state_dim", "solver_code", "solver_tol",
+                                     "solver_max_iter", "solver_memory", "solver_beta", "solver_lam",
+                                     "adjoint_tol"};
+
+const char *const METHODS[] = {"edge_features", "inject", "step", "atomic_energy", "energy_grad_z",
+                               "adjoint_step", "edge_grad", "solver_init", "solver_update"};
+
+std::string first_line(const std::string &s)
+{
+  auto pos = s.find('\n');
+  return pos == std::string::npos ? s : s.substr(0, pos);
+}
+
+std::vector<std::string> split_words(const std::string &s)
+{
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+// strict number parsing of a metadata value
+double to_double(const std::string &path, const std::string &key, const std::string &value)
+{
+  try {
+    size_t used = 0;
+    double v = std::stod(value, &used);
+    if (used == value.size() && std::isfinite(v)) return v;
+  } catch (std::exception &) {
+  }
+  throw Error("deqformer model '" + path + "': metadata '" + key + "' = '" + value +
+              "' is not a number; the file is damaged: " + REDEPLOY);
+}
+
+long to_int(const std::string &path, const std::string &key, const std::string &value)
+{
+  try {
+    size_t used = 0;
+    long v = std::stol(value, &used);
+    if (used == value.size()) return v;
+  } catch (std::exception &) {
+  }
+  throw Error("deqformer model '" + path + "': metadata '" + key + "' = '" + value +
+              "' is not an integer; the file is damaged: " + REDEPLOY);
+}
+
+}    // namespace
+
+int solver_code(const std::string &name)
+{
+  if (name == "anderson") return ANDERSON;
+  if (name == "broyden") return BROYDEN;
+  if (name == "picard") return PICARD;
+  throw Error("unknown solver '" + name + "': choose anderson, broyden or picard");
+}
+
+std::string solver_name(int code)
+{
+  switch (code) {
+    case ANDERSON: return "anderson";
+    case BROYDEN: return "broyden";
+    case PICARD: return "picard";
+    default: return "unknown(" + std::to_string(code) + ")";
+  }
+}
+
+Model::Model(const std::string &path) : path_(path)
+{
+  // 1. the file itself
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0)
+    throw Error("deqformer model file '" + path + "' cannot be opened: " + std::strerror(errno) +
+                "; give the path of a file written by deqformer-deploy");
+  if (!S_ISREG(st.st_mode))
+    throw Error("deqformer model file '" + path +
+                "' is not a regular file; give the path of a file written by deqformer-deploy");
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe.good())
+      throw Error("deqformer model file '" + path + "' is not readable: " + std::strerror(errno) +
+                  "; check its permissions");
+  }
+  if (st.st_size == 0)
+    throw Error("deqformer model file '" + path + "' is empty; " + REDEPLOY);
+
+  // 2. TorchScript
+  const char *opt = std::getenv("DEQFORMER_JIT_OPTIMIZE");
+  jit_optimize_ = opt != nullptr && std::string(opt) == "1";
+  try {
+    module_ = torch::jit::load(path, torch::kCPU);
+  } catch (const std::exception &e) {
+    throw Error("deqformer model file '" + path +
+                "' is not a readable TorchScript archive (truncated or not a deployed model; LibTorch says: " +
+                first_line(e.what()) + "); " + REDEPLOY);
+  }
+  module_.eval();
+
+  // 3. a deqformer model?
+  if (!module_.find_method("metadata"))
+    throw Error("'" + path +
+                "' is a TorchScript file but not a deqformer model (it has no metadata() method); " +
+                REDEPLOY);
+  c10::IValue md;
+  try {
+    torch::jit::GraphOptimizerEnabledGuard optimize(jit_optimize_);
+    md = module_.run_method("metadata");
+  } catch (const std::exception &e) {
+    throw Error("deqformer model '" + path + "': its metadata() method failed (" + first_line(e.what()) +
+                "); " + REDEPLOY);
+  }
+  if (!md.isGenericDict())
+    throw Error("deqformer model '" + path + "': metadata() does not return Dict[str, str]; " + REDEPLOY);
+  for (const auto &item : md.toGenericDict()) {
+    if (!item.key().isString() || !item.value().isString())
+      throw Error("deqformer model '" + path + "': metadata() does not return Dict[str, str]; " + REDEPLOY);
+    meta_[item.key().toStringRef()] = item.value().toStringRef();
+  }
+
+  // 4. contract version first (a different version may legitimately use other keys)
+  auto cv = meta_.find("contract_version");
+  if (cv == meta_.end())
+    throw Error("deqformer model '" + path + "': metadata has no 'contract_version'; " + REDEPLOY);
+  if (cv->second != std::to_string(CONTRACT_VERSION))
+    throw Error("deqformer model '" + path + "' has contract version " + cv->second +
+                ", but this pair style reads contract version " + std::to_string(CONTRACT_VERSION) +
+                " only: redeploy the checkpoint with a deqformer version that writes contract version " +
+                std::to_string(CONTRACT_VERSION) + ", or update pair_deqformer");
+
+  std::string missing;
+  for (const char *key : REQUIRED_KEYS)
+    if (!meta_.count(key)) missing += std::string(missing.empty() ? "" : ", ") + key;
+  if (!missing.empty())
+    throw Error("deqformer model '" + path + "': metadata lacks the keys " + missing + "; " + REDEPLOY);
+
+  std::string missing_methods;
+  for (const char *m : METHODS)
+    if (!module_.find_method(m)) missing_methods += std::string(missing_methods.empty() ? "" : ", ") + m;
+  if (!missing_methods.empty())
+    throw Error("deqformer model '" + path + "' lacks the contract methods " + missing_methods + "; " +
+                REDEPLOY);
+
+  // 5. typed values
+  const std::string &dt = meta_["dtype"];
+  if (dt == "float64")
+    dtype_ = torch::kFloat64;
+  else if (dt == "float32")
+    dtype_ = torch::kFloat32;
+  else
+    throw Error("deqformer model '" + path + "': dtype '" + dt +
+                "' is not supported (float64 or float32); redeploy with dtype float64 or float32");
+  for (const auto &p : module_.parameters()) {
+    if (p.scalar_type() != dtype_)
+      throw Error("deqformer model '" + path + "': metadata says dtype " + dt +
+                  " but the weights are " + std::string(c10::toString(p.scalar_type())) + "; " + REDEPLOY);
+    break;
+  }
+
+  r_max_ = to_double(path, "r_max", meta_["r_max"]);
+  if (!(r_max_ > 0.0))
+    throw Error("deqformer model '" + path + "': r_max = " + meta_["r_max"] + " must be positive; " + REDEPLOY);
+  type_names_ = split_words(meta_["type_names"]);
+  long nt = to_int(path, "num_types", meta_["num_types"]);
+  if (nt <= 0 || nt != static_cast<long>(type_names_.size()))
+    throw Error("deqformer model '" + path + "': num_types = " + meta_["num_types"] + " but type_names = '" +
+                meta_["type_names"] + "'; " + REDEPLOY);
+  long d = to_int(path, "state_dim", meta_["state_dim"]);
+  if (d <= 0) throw Error("deqformer model '" + path + "': state_dim must be positive; " + REDEPLOY);
+  state_dim_ = static_cast<int>(d);
+  if (meta_["energy_unit"] != "eV" || meta_["length_unit"] != "Angstrom")
+    throw Error("deqformer model '" + path + "' uses units " + meta_["energy_unit"] + " / " +
+                meta_["length_unit"] + "; pair_deqformer expects eV / Angstrom; " + REDEPLOY);
+  auto mode = meta_.find("mode");
+  if (mode != meta_.end() && mode->second != "deq")
+    throw Error("deqformer model '" + path + "' has mode '" + mode->second +
+                "'; only 'deq' models can be driven by pair_deqformer");
+
+  defaults_.kind = static_cast<int>(to_int(path, "solver_code", meta_["solver_code"]));
+  if (defaults_.kind < 0 || defaults_.kind > 2)
+    throw Error("deqformer model '" + path + "': solver_code " + meta_["solver_code"] +
+                " is not 0 (anderson), 1 (broyden) or 2 (picard); " + REDEPLOY);
+  defaults_.tol = to_double(path, "solver_tol", meta_["solver_tol"]);
+  defaults_.max_iter = static_cast<int>(to_int(path, "solver_max_iter", meta_["solver_max_iter"]));
+  defaults_.memory = static_cast<int>(to_int(path, "solver_memory", meta_["solver_memory"]));
+  defaults_.beta = to_double(path, "solver_beta", meta_["solver_beta"]);
+  defaults_.lam = to_double(path, "solver_lam", meta_["solver_lam"]);
+  defaults_.adjoint_tol = to_double(path, "adjoint_tol", meta_["adjoint_tol"]);
+}
+
+const std::string &Model::meta(const std::string &key) const
+{
+  auto it = meta_.find(key);
+  if (it == meta_.end()) throw Error("deqformer model '" + path_ + "': metadata has no '" + key + "'");
+  return it->second;
+}
+
+std::string Model::lammps_units() const
+{
+  auto it = meta_.find("lammps_units");
+  return it == meta_.end() ? std::string("metal") : it->second;
+}
+
+std::string Model::type_names_joined() const
+{
+  std::string s;
+  for (const auto &t : type_names_) s += (s.empty() ? "" : " ") + t;
+  return s;
+}
+
+int Model::type_index(const std::string &name) const
+{
+  for (size_t i = 0; i < type_names_.size(); ++i)
+    if (type_names_[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+c10::IValue Model::call(const char *method, std::vector<c10::IValue> args)
+{
+  try {
+    torch::jit::GraphOptimizerEnabledGuard optimize(jit_optimize_);
+    return module_.get_method(method)(std::move(args));
+  } catch (const Error &) {
+    throw;
+  } catch (const std::exception &e) {
+    throw Error("deqformer model '" + path_ + "': method " + method + "() failed: " + e.what());
+  }
+}
+
+torch::Tensor Model::call_tensor(const char *method, std::vector<c10::IValue> args)
+{
+  return call(method, std::move(args)).toTensor();
+}
+
+torch::Tensor Model::edge_features(const torch::Tensor &edge_vec, const torch::Tensor &types,
+                                   const torch::Tensor &edge_index)
+{
+  return call_tensor("edge_features", {edge_vec, types, edge_index});
+}
+
+torch::Tensor Model::inject(const torch::Tensor &types, const torch::Tensor &edge_index,
+                            const torch::Tensor &attr, int64_t n_local)
+{
+  return call_tensor("inject", {types, edge_index, attr, n_local});
+}
+
+torch::Tensor Model::step(const torch::Tensor &z_all, const torch::Tensor &x, const torch::Tensor &edge_index,
+                          const torch::Tensor &attr, int64_t n_local)
+{
+  return call_tensor("step", {z_all, x, edge_index, attr, n_local});
+}
+
+torch::Tensor Model::atomic_energy(const torch::Tensor &z, const torch::Tensor &types)
+{
+  return call_tensor("atomic_energy", {z, types});
+}
+
+torch::Tensor Model::energy_grad_z(const torch::Tensor &z, const torch::Tensor &types)
+{
+  return call_tensor("energy_grad_z", {z, types});
+}
+
+torch::Tensor Model::adjoint_step(const torch::Tensor &z_all, const torch::Tensor &x,
+                                  const torch::Tensor &edge_index, const torch::Tensor &attr,
+                                  const torch::Tensor &u, int64_t n_local)
+{
+  return call_tensor("adjoint_step", {z_all, x, edge_index, attr, u, n_local});
+}
+
+torch::Tensor Model::edge_grad(const torch::Tensor &z_all, const torch::Tensor &u, const torch::Tensor &types,
+                               const torch::Tensor &edge_index, const torch::Tensor &edge_vec, int64_t n_local)
+{
+  return call_tensor("edge_grad", {z_all, u, types, edge_index, edge_vec, n_local});
+}
+
+c10::IValue Model::solver_init(const torch::Tensor &z, int kind, int memory)
+{
+  return call("solver_init", {z, static_cast<int64_t>(kind), static_cast<int64_t>(memory)});
+}
+
+torch::Tensor Model::solver_update(int kind, const torch::Tensor &z, const torch::Tensor &fz,
+                                   c10::IValue &state, int64_t k, double beta, double lam)
+{
+  auto out = call("solver_update", {static_cast<int64_t>(kind), z, fz, state, k, beta, lam});
+  auto tuple = out.toTuple();
+  state = tuple->elements()[1];
+  return tuple->elements()[0].toTensor();
+}
+
+}    // namespace deqformer

@@ -1,0 +1,656 @@
+/* ----------------------------------------------------------------------
+   pair_style deqformer: deep-equilibrium equivariant transformer potential.
+
+   Per force evaluation (docs/contract.md of the deqformer project, "Driving the model"):
+     edges i <- j (i local, j local or ghost, |r_j - r_i| < r_max) from a full neighbor list;
+     forward fixed point z* = f(z*) with one forward communication of z per iteration;
+     adjoint fixed point u* = dE/dz* + J^T u* with one reverse communication per iteration;
+     dE/d(edge vector) -> forces on i and j (ghost forces summed by LAMMPS, newton on);
+     z*, u* stored per atom (fix DEQFORMER/STATE) as the start of the next evaluation.
+   The algorithm lives in the LAMMPS-free driver (deqformer_driver.cpp); this file builds the
+   graph, provides the communication and turns the result into forces, energies and virials.
+------------------------------------------------------------------------- */
+
+#include "pair_deqformer.h"
+
+#include "deqformer_driver.h"
+#include "deqformer_lammps_version.h"
+#include "fix_deqformer_state.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "modify.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+
+#if DEQFORMER_LAMMPS_VERSION < 20220324
+#include "neigh_request.h"
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+namespace {
+
+// 1 eV in kcal/mol (CODATA 2018), for units real
+constexpr double EV_TO_KCAL_PER_MOL = 23.060547830619;
+constexpr int MAX_WARNINGS = 10;
+
+// HaloExchange over LAMMPS's ghost-atom communication: the tensor rows are LAMMPS atom indices
+// (local atoms 0..nlocal-1, then ghosts), so the pair style's pack/unpack routines move them.
+class LammpsHalo : public deqformer::HaloExchange {
+ public:
+  LammpsHalo(PairDeqformer *pair, MPI_Comm world) : pair_(pair), world_(world) {}
+  void forward(torch::Tensor &z_all) override { pair_->forward_state(&z_all); }
+  void reverse(torch::Tensor &v_all) override { pair_->reverse_state(&v_all); }
+  double allreduce_max(double x) override
+  {
+    double r;
+    MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_MAX, world_);
+    return r;
+  }
+  double allreduce_sum(double x) override
+  {
+    double r;
+    MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_SUM, world_);
+    return r;
+  }
+
+ private:
+  PairDeqformer *pair_;
+  MPI_Comm world_;
+};
+
+// row pointer of a contiguous CPU float32/float64 tensor
+template <typename T> inline T *row(torch::Tensor *t, int i, int d)
+{
+  return t->data_ptr<T>() + static_cast<int64_t>(i) * d;
+}
+
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+PairDeqformer::PairDeqformer(LAMMPS *lmp) :
+    Pair(lmp), comm_tensor(nullptr), type_map(nullptr), r_max(0.0), r_max_sq(0.0), energy_factor(1.0),
+    state_dim(0), kind(0), max_iter(40), solver_memory(5), tol(1e-6), adjoint_tol(1e-6), beta(1.0), lam(1e-6),
+    reuse(1), nonconv_error(0), set_kind(0), set_max_iter(0), set_memory(0), set_tol(0), set_adjoint_tol(0),
+    set_beta(0), fix_state(nullptr), run_iters(0.0), run_adj_iters(0.0), nwarn(0)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  for (double &s : stats) s = 0.0;
+  fix_id = "DEQFORMER_STATE";
+}
+
+PairDeqformer::~PairDeqformer()
+{
+  if (copymode) return;
+  if (fix_state && modify->find_fix(fix_id) >= 0) modify->delete_fix(fix_id);
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    delete[] type_map;
+  }
+}
+
+void PairDeqformer::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+  type_map = new int[n + 1];
+  for (int i = 0; i <= n; i++) type_map[i] = -1;
+}
+
+/* ----------------------------------------------------------------------
+   pair_style deqformer [model.pt] [keyword value ...]
+------------------------------------------------------------------------- */
+
+void PairDeqformer::settings(int narg, char **arg)
+{
+  static const char *keywords[] = {"tol",    "adjoint_tol", "max_iter", "reuse", "solver",
+                                   "memory", "beta",        "nonconvergence"};
+  auto is_keyword = [&](const char *s) {
+    for (const char *k : keywords)
+      if (strcmp(s, k) == 0) return true;
+    return false;
+  };
+  int iarg = 0;
+  model_file.clear();
+  if (narg > 0 && !is_keyword(arg[0])) model_file = arg[iarg++];
+  style_args.clear();
+  set_kind = set_max_iter = set_memory = set_tol = set_adjoint_tol = set_beta = 0;
+  reuse = 1;
+  nonconv_error = 0;
+  while (iarg < narg) {
+    if (!is_keyword(arg[iarg]))
+      error->all(FLERR,
+                 "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
+                 "reuse, solver, memory, beta or nonconvergence)",
+                 arg[iarg]);
+    if (iarg + 1 >= narg)
+      error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
+    std::string key = arg[iarg], val = arg[iarg + 1];
+    if (key == "tol") {
+      tol = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (tol <= 0.0) error->all(FLERR, "Illegal pair_style deqformer command: tol must be > 0");
+      set_tol = 1;
+    } else if (key == "adjoint_tol") {
+      adjoint_tol = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (adjoint_tol <= 0.0) error->all(FLERR, "Illegal pair_style deqformer command: adjoint_tol must be > 0");
+      set_adjoint_tol = 1;
+    } else if (key == "max_iter") {
+      max_iter = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (max_iter < 1) error->all(FLERR, "Illegal pair_style deqformer command: max_iter must be >= 1");
+      set_max_iter = 1;
+    } else if (key == "memory") {
+      solver_memory = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (solver_memory < 1) error->all(FLERR, "Illegal pair_style deqformer command: memory must be >= 1");
+      set_memory = 1;
+    } else if (key == "beta") {
+      beta = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (beta <= 0.0 || beta > 1.0)
+        error->all(FLERR, "Illegal pair_style deqformer command: beta must be in (0, 1]");
+      set_beta = 1;
+    } else if (key == "reuse") {
+      if (val == "yes")
+        reuse = 1;
+      else if (val == "no")
+        reuse = 0;
+      else
+        error->all(FLERR, "Illegal pair_style deqformer command: reuse must be yes or no, not '{}'", val);
+    } else if (key == "solver") {
+      try {
+        kind = deqformer::solver_code(val);
+      } catch (deqformer::Error &e) {
+        error->all(FLERR, "Illegal pair_style deqformer command: {}", e.what());
+      }
+      set_kind = 1;
+    } else if (key == "nonconvergence") {
+      if (val == "warn")
+        nonconv_error = 0;
+      else if (val == "error")
+        nonconv_error = 1;
+      else
+        error->all(FLERR, "Illegal pair_style deqformer command: nonconvergence must be warn or error, not '{}'",
+                   val);
+    }
+    iarg += 2;
+  }
+  // load the model now when it is named here: errors show at the pair_style command, and the
+  // communication sizes are known before pair hybrid collects them from its sub-styles
+  model.reset();
+  if (!model_file.empty()) load_model(model_file);
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * [model.pt] element_1 ... element_ntypes
+------------------------------------------------------------------------- */
+
+void PairDeqformer::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg < 2 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "Incorrect args for pair coefficients: pair_style deqformer needs 'pair_coeff * * {}element "
+                      "for each of the {} atom types'",
+               model_file.empty() ? "model.pt " : "", ntypes);
+  int iarg = 2;
+  if (model_file.empty()) {
+    // 'pair_coeff * * H C O' without a model anywhere
+    if (narg < 3 || (narg == 2 + ntypes && !utils::file_is_readable(arg[2])))
+      error->all(FLERR, "Incorrect args for pair coefficients: no model file; give it in 'pair_style deqformer "
+                        "model.pt' or as 'pair_coeff * * model.pt' followed by one element for each of the {} "
+                        "atom types", ntypes);
+    load_model(arg[iarg++]);
+    // pair hybrid sized its communication before this sub-style knew its state size
+    if (force->pair && force->pair != this) {
+      force->pair->comm_forward = std::max(force->pair->comm_forward, comm_forward);
+      force->pair->comm_reverse = std::max(force->pair->comm_reverse, comm_reverse);
+    }
+  }
+
+  const int nelem = narg - iarg;
+  if (nelem != ntypes) {
+    std::string given;
+    for (int i = iarg; i < narg; i++) given += std::string(" ") + arg[i];
+    error->all(FLERR,
+               "Incorrect args for pair coefficients: pair_coeff * * needs one element per atom type ({} types), "
+               "got {}:{}; the model's elements are: {}",
+               ntypes, nelem, given, model->type_names_joined());
+  }
+  const bool hybrid_sub = force->pair != this;
+  elements.assign(ntypes + 1, "");
+  for (int t = 1; t <= ntypes; t++) {
+    std::string e = arg[iarg + t - 1];
+    elements[t] = e;
+    if (e == "NULL") {
+      if (!hybrid_sub)
+        error->all(FLERR, "pair_coeff deqformer: element NULL (atom type {}) is only allowed when deqformer is a "
+                          "pair_style hybrid sub-style", t);
+      type_map[t] = -1;
+      continue;
+    }
+    int idx = model->type_index(e);
+    if (idx < 0)
+      error->all(FLERR, "pair_coeff deqformer: element '{}' (atom type {}) is not in model '{}'; the model's "
+                        "elements are: {}",
+                 e, t, model->path(), model->type_names_joined());
+    type_map[t] = idx;
+  }
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (type_map[i] >= 0 && type_map[j] >= 0) ? 1 : 0;
+      if (setflag[i][j]) count++;
+    }
+  if (count == 0) error->all(FLERR, "Incorrect args for pair coefficients: no atom type maps to a model element");
+}
+
+void PairDeqformer::load_model(const std::string &file)
+{
+  try {
+    model = std::make_unique<deqformer::Model>(file);
+  } catch (deqformer::Error &e) {
+    error->all(FLERR, "pair_style deqformer: {}", e.what());
+  }
+  r_max = model->r_max();
+  r_max_sq = r_max * r_max;
+  state_dim = model->state_dim();
+  comm_forward = state_dim;
+  comm_reverse = state_dim;
+  apply_settings();
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "pair_style deqformer: model {} (contract {}, {} elements: {}, r_max {} A, state dim {}, {}), "
+                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}\n",
+                   file, model->meta("contract_version"), model->num_types(), model->type_names_joined(), r_max,
+                   state_dim, model->dtype_name(), deqformer::solver_name(kind), tol, adjoint_tol, max_iter, solver_memory,
+                   beta, reuse ? "yes" : "no");
+}
+
+// model defaults, overridden by the keywords given to pair_style
+void PairDeqformer::apply_settings()
+{
+  const deqformer::SolverSettings &d = model->default_settings();
+  if (!set_kind) kind = d.kind;
+  if (!set_tol) tol = d.tol;
+  if (!set_adjoint_tol) adjoint_tol = set_tol ? tol : d.adjoint_tol;
+  if (!set_max_iter) max_iter = d.max_iter;
+  if (!set_memory) solver_memory = d.memory;
+  if (!set_beta) beta = d.beta;
+  lam = d.lam;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDeqformer::init_style()
+{
+  if (!model) error->all(FLERR, "pair_style deqformer: no model loaded (pair_coeff * * [model.pt] elements...)");
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style deqformer requires newton pair on (the forces on ghost atoms are summed into "
+                      "their owners): remove 'newton off' or use 'newton on'");
+  const std::string units = update->unit_style;
+  if (units == "metal")
+    energy_factor = 1.0;
+  else if (units == "real")
+    energy_factor = EV_TO_KCAL_PER_MOL;
+  else
+    error->all(FLERR, "pair_style deqformer: model '{}' uses eV and Angstrom; LAMMPS 'units {}' is not supported: "
+                      "use units metal (or real, converted to kcal/mol)",
+               model->path(), units);
+
+#if DEQFORMER_LAMMPS_VERSION >= 20220324
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+#else
+  int irequest = neighbor->request(this, instance_me);
+  neighbor->requests[irequest]->half = 0;
+  neighbor->requests[irequest]->full = 1;
+#endif
+  comm_forward = state_dim;
+  comm_reverse = state_dim;
+  ensure_state_fix();
+}
+
+// the per-atom state store: created at the first init, reused by later runs while the state size
+// matches; deleted with the pair style (a new pair_style command starts from zero states)
+void PairDeqformer::ensure_state_fix()
+{
+  // a fixed ID (restart files find the fix by it); the 2nd, 3rd ... deqformer sub-style of a pair
+  // hybrid gets a suffix
+  fix_id = "DEQFORMER_STATE";
+  if (force->pair != this) {
+    std::vector<Pair *> subs;    // the deqformer sub-styles in order (pair_match repeats a single match)
+    for (int k = 1;; k++) {
+      Pair *p = force->pair_match("^deqformer", 0, k);
+      if (!p || std::find(subs.begin(), subs.end(), p) != subs.end()) break;
+      subs.push_back(p);
+    }
+    auto pos = std::find(subs.begin(), subs.end(), static_cast<Pair *>(this)) - subs.begin();
+    if (pos > 0) fix_id += "_" + std::to_string(pos + 1);
+  }
+  int ifix = modify->find_fix(fix_id);
+  if (ifix >= 0) {
+    auto *f = dynamic_cast<FixDeqformerState *>(modify->fix[ifix]);
+    if (f && f->dim() == state_dim) {
+      fix_state = f;
+      return;
+    }
+    modify->delete_fix(fix_id);
+  }
+  fix_state = dynamic_cast<FixDeqformerState *>(
+      modify->add_fix(fix_id + " all DEQFORMER/STATE " + std::to_string(state_dim)));
+  if (!fix_state) error->all(FLERR, "pair_style deqformer: could not create fix DEQFORMER/STATE");
+}
+
+double PairDeqformer::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) return 0.0;
+  return r_max;
+}
+
+// called at the start of every run / minimization: reset the per-run statistics
+void PairDeqformer::setup()
+{
+  stats[STAT_EVALS] = stats[STAT_NOT_CONVERGED] = 0.0;
+  stats[STAT_MEAN_ITERS] = stats[STAT_MEAN_ADJ_ITERS] = 0.0;
+  stats[STAT_TIME_FORWARD] = stats[STAT_TIME_ADJOINT] = stats[STAT_TIME_COMM] = 0.0;
+  stats[STAT_TIME_EDGES] = stats[STAT_TIME_TOTAL] = 0.0;
+  run_iters = run_adj_iters = 0.0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDeqformer::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int D = state_dim;
+
+  // ---- graph: full list, centres local, neighbours local or ghost, 0 < r < r_max
+  std::vector<int64_t> types(nall);
+  for (int i = 0; i < nall; i++) {
+    int t = type_map[type[i]];
+    types[i] = t >= 0 ? t : 0;    // NULL atoms (hybrid) get no edges and no energy
+  }
+  std::vector<int64_t> ei, ej;
+  std::vector<double> vec;
+  const int inum = list->inum;
+  int *ilist = list->ilist;
+  int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (type_map[type[i]] < 0) continue;
+    const int *jlist = firstneigh[i];
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (type_map[type[j]] < 0) continue;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq >= r_max_sq || rsq <= 0.0) continue;
+      ei.push_back(i);
+      ej.push_back(j);
+      vec.push_back(dx);
+      vec.push_back(dy);
+      vec.push_back(dz);
+    }
+  }
+  const int64_t nedges = static_cast<int64_t>(ei.size());
+
+  deqformer::Graph graph;
+  graph.n_local = nlocal;
+  graph.n_all = nall;
+  graph.types = torch::from_blob(types.data(), {nall}, torch::kInt64).clone();
+  auto eidx = torch::empty({2, nedges}, torch::kInt64);
+  if (nedges > 0) {
+    std::memcpy(eidx.data_ptr<int64_t>(), ei.data(), sizeof(int64_t) * nedges);
+    std::memcpy(eidx.data_ptr<int64_t>() + nedges, ej.data(), sizeof(int64_t) * nedges);
+  }
+  graph.edge_index = eidx;
+  graph.edge_vec = torch::from_blob(vec.data(), {nedges, 3}, torch::kFloat64).clone();
+
+  // ---- start values from the per-atom store
+  torch::Tensor z0 = torch::zeros({nlocal, D}, torch::kFloat64);
+  torch::Tensor u0 = torch::zeros({nlocal, D}, torch::kFloat64);
+  double **st = fix_state->state;
+  if (reuse) {
+    double *zp = z0.data_ptr<double>(), *up = u0.data_ptr<double>();
+    for (int i = 0; i < nlocal; i++)
+      if (st[i][0] > 0.0) {
+        std::memcpy(zp + static_cast<int64_t>(i) * D, &st[i][1], sizeof(double) * D);
+        std::memcpy(up + static_cast<int64_t>(i) * D, &st[i][1 + D], sizeof(double) * D);
+      }
+  }
+
+  deqformer::DriverSettings ds;
+  ds.kind = kind;
+  ds.tol = tol;
+  ds.adjoint_tol = adjoint_tol;
+  ds.max_iter = max_iter;
+  ds.memory = solver_memory;
+  ds.beta = beta;
+  ds.lam = lam;
+  ds.reuse = reuse != 0;
+  ds.nonconvergence = nonconv_error ? deqformer::NonConvergence::ERROR : deqformer::NonConvergence::WARN;
+
+  LammpsHalo halo(this, world);
+  deqformer::Result res;
+  try {
+    res = deqformer::solve_and_differentiate(*model, graph, ds, halo, z0, u0);
+  } catch (deqformer::NotConverged &e) {
+    // convergence is decided on global residuals: every process throws
+    error->all(FLERR, "pair_style deqformer: {} (nonconvergence error; raise max_iter, loosen tol, or use "
+                      "'nonconvergence warn')",
+               e.what());
+  } catch (std::exception &e) {
+    error->one(FLERR, "pair_style deqformer: {}", e.what());
+  }
+  comm_tensor = nullptr;
+
+  // ---- energies, forces, virial
+  const double *e_atom = res.atomic_energy.data_ptr<double>();
+  for (int i = 0; i < nlocal; i++) {
+    if (type_map[type[i]] < 0) continue;
+    const double e = energy_factor * e_atom[i];
+    if (eflag_global) eng_vdwl += e;
+    if (eflag_atom) eatom[i] += e;
+  }
+  const double *g = res.edge_grad.data_ptr<double>();
+  for (int64_t k = 0; k < nedges; k++) {
+    const int i = static_cast<int>(ei[k]), j = static_cast<int>(ej[k]);
+    const double gx = energy_factor * g[3 * k], gy = energy_factor * g[3 * k + 1], gz = energy_factor * g[3 * k + 2];
+    f[i][0] += gx;
+    f[i][1] += gy;
+    f[i][2] += gz;
+    f[j][0] -= gx;
+    f[j][1] -= gy;
+    f[j][2] -= gz;
+    if ((vflag_global && !vflag_fdotr) || vflag_atom) {
+      // W_e = -edge_vec (x) dE/d(edge_vec): the global sum, and half to each end atom
+      const double *r = &vec[3 * k];
+      double w[6] = {-r[0] * gx, -r[1] * gy, -r[2] * gz, -r[0] * gy, -r[0] * gz, -r[1] * gz};
+      if (vflag_global && !vflag_fdotr)
+        for (int m = 0; m < 6; m++) virial[m] += w[m];
+      if (vflag_atom)
+        for (int m = 0; m < 6; m++) {
+          vatom[i][m] += 0.5 * w[m];
+          vatom[j][m] += 0.5 * w[m];
+        }
+    }
+  }
+  if (vflag_fdotr) virial_fdotr_compute();
+
+  // ---- state for the next evaluation
+  const double *zs = res.z.data_ptr<double>();
+  const double *us = res.u.data_ptr<double>();
+  for (int i = 0; i < nlocal; i++) {
+    st[i][0] = 1.0;
+    std::memcpy(&st[i][1], zs + static_cast<int64_t>(i) * D, sizeof(double) * D);
+    std::memcpy(&st[i][1 + D], us + static_cast<int64_t>(i) * D, sizeof(double) * D);
+  }
+
+  // ---- statistics and the non-convergence warning
+  stats[STAT_ITERS] = res.forward.iters;
+  stats[STAT_ADJ_ITERS] = res.adjoint.iters;
+  stats[STAT_RESIDUAL] = res.forward.residual;
+  stats[STAT_ADJ_RESIDUAL] = res.adjoint.residual;
+  stats[STAT_EVALS] += 1.0;
+  run_iters += res.forward.iters;
+  run_adj_iters += res.adjoint.iters;
+  stats[STAT_MEAN_ITERS] = run_iters / stats[STAT_EVALS];
+  stats[STAT_MEAN_ADJ_ITERS] = run_adj_iters / stats[STAT_EVALS];
+  stats[STAT_TIME_FORWARD] += res.time.forward;
+  stats[STAT_TIME_ADJOINT] += res.time.adjoint;
+  stats[STAT_TIME_COMM] += res.time.comm;
+  stats[STAT_TIME_EDGES] += res.time.edge_features + res.time.edge_grad;
+  stats[STAT_TIME_TOTAL] += res.time.total;
+  if (!res.forward.converged || !res.adjoint.converged) {
+    stats[STAT_NOT_CONVERGED] += 1.0;
+    stats[STAT_NOT_CONVERGED_TOTAL] += 1.0;
+    if (comm->me == 0 && nwarn < MAX_WARNINGS) {
+      ++nwarn;
+      error->warning(FLERR, "pair_style deqformer, step {}: {}; continuing with the best iterate{}",
+                     update->ntimestep, deqformer::nonconvergence_message(res, ds),
+                     nwarn == MAX_WARNINGS ? " (further warnings suppressed; see compute deqformer/solver)" : "");
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairDeqformer::forward_state(void *tensor)
+{
+  comm_tensor = tensor;
+#if DEQFORMER_LAMMPS_VERSION >= 20220324
+  comm->forward_comm(this);
+#else
+  comm->forward_comm_pair(this);
+#endif
+}
+
+void PairDeqformer::reverse_state(void *tensor)
+{
+  comm_tensor = tensor;
+#if DEQFORMER_LAMMPS_VERSION >= 20220324
+  comm->reverse_comm(this);
+#else
+  comm->reverse_comm_pair(this);
+#endif
+}
+
+int PairDeqformer::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  auto *t = static_cast<torch::Tensor *>(comm_tensor);
+  const int D = state_dim;
+  int m = 0;
+  if (t->scalar_type() == torch::kFloat64) {
+    for (int i = 0; i < n; i++) {
+      const double *r = row<double>(t, list[i], D);
+      for (int k = 0; k < D; k++) buf[m++] = r[k];
+    }
+  } else {
+    for (int i = 0; i < n; i++) {
+      const float *r = row<float>(t, list[i], D);
+      for (int k = 0; k < D; k++) buf[m++] = r[k];
+    }
+  }
+  return m;
+}
+
+void PairDeqformer::unpack_forward_comm(int n, int first, double *buf)
+{
+  auto *t = static_cast<torch::Tensor *>(comm_tensor);
+  const int D = state_dim;
+  int m = 0;
+  if (t->scalar_type() == torch::kFloat64) {
+    for (int i = first; i < first + n; i++) {
+      double *r = row<double>(t, i, D);
+      for (int k = 0; k < D; k++) r[k] = buf[m++];
+    }
+  } else {
+    for (int i = first; i < first + n; i++) {
+      float *r = row<float>(t, i, D);
+      for (int k = 0; k < D; k++) r[k] = static_cast<float>(buf[m++]);
+    }
+  }
+}
+
+int PairDeqformer::pack_reverse_comm(int n, int first, double *buf)
+{
+  auto *t = static_cast<torch::Tensor *>(comm_tensor);
+  const int D = state_dim;
+  int m = 0;
+  if (t->scalar_type() == torch::kFloat64) {
+    for (int i = first; i < first + n; i++) {
+      const double *r = row<double>(t, i, D);
+      for (int k = 0; k < D; k++) buf[m++] = r[k];
+    }
+  } else {
+    for (int i = first; i < first + n; i++) {
+      const float *r = row<float>(t, i, D);
+      for (int k = 0; k < D; k++) buf[m++] = r[k];
+    }
+  }
+  return m;
+}
+
+void PairDeqformer::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  auto *t = static_cast<torch::Tensor *>(comm_tensor);
+  const int D = state_dim;
+  int m = 0;
+  if (t->scalar_type() == torch::kFloat64) {
+    for (int i = 0; i < n; i++) {
+      double *r = row<double>(t, list[i], D);
+      for (int k = 0; k < D; k++) r[k] += buf[m++];
+    }
+  } else {
+    for (int i = 0; i < n; i++) {
+      float *r = row<float>(t, list[i], D);
+      for (int k = 0; k < D; k++) r[k] += static_cast<float>(buf[m++]);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void *PairDeqformer::extract(const char *str, int &dim)
+{
+  static int nstats = NSTATS;
+  dim = 0;
+  if (strcmp(str, "deqformer/solver_stats") == 0) {
+    dim = 1;
+    return static_cast<void *>(stats);
+  }
+  if (strcmp(str, "deqformer/solver_nstats") == 0) return static_cast<void *>(&nstats);
+  if (strcmp(str, "deqformer/r_max") == 0) return static_cast<void *>(&r_max);
+  if (strcmp(str, "deqformer/tol") == 0) return static_cast<void *>(&tol);
+  return nullptr;
+}
+
+double PairDeqformer::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += static_cast<double>(atom->nmax) * state_dim * 2 * sizeof(double);    // z_all, v_all
+  return bytes;
+}

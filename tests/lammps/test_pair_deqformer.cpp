@@ -1,0 +1,685 @@
+// pair_style deqformer inside LAMMPS, through the C++ library interface.
+//
+//   Serial*    (run with 1 MPI rank) energies, per-atom energies, forces, virials against the Python
+//              reference; units real; pair hybrid; reuse on/off; restart continuity; finite differences;
+//              error messages for bad input.
+//   Parallel*  (run with 4 MPI ranks) the same structure on sub-communicators of 1, 2 and 4 ranks
+//              (orthogonal, triclinic, a slab where ranks own no atoms, and a short MD run with
+//              migration and sorting) must agree to 1e-10.
+#include "test_common.h"
+
+#include "atom.h"
+#include "compute.h"
+#include "domain.h"
+#include "exceptions.h"
+#include "force.h"
+#include "input.h"
+#include "lammps.h"
+#include "library.h"
+#include "modify.h"
+#include "pair.h"
+#include "variable.h"
+
+#include <gmock/gmock.h>
+#include <mpi.h>
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+using LAMMPS_NS::LAMMPS;
+using ::testing::HasSubstr;
+
+namespace {
+
+int world_rank = 0, world_size = 1;
+
+const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
+enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5, STAT_EVALS = 6 };
+
+std::string model(const std::string &f = "model_f64.pt") { return deqtest::model_path(f); }
+std::string data(const std::string &f) { return deqtest::data_path(f); }
+std::string tmpdir()
+{
+  const char *t = std::getenv("DEQ_TEST_TMP");
+  std::string d = t ? t : "/tmp";
+  std::string cmd = "mkdir -p '" + d + "'";
+  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << d;
+  return d;
+}
+
+// One LAMMPS instance on a communicator.
+class Sim {
+ public:
+  explicit Sim(MPI_Comm comm) : comm_(comm)
+  {
+    const bool verbose = std::getenv("DEQ_TEST_VERBOSE") != nullptr;
+    std::vector<const char *> args = {"lmp", "-nocite", "-log", "none"};
+    if (!verbose) {
+      args.push_back("-screen");
+      args.push_back("none");
+    }
+    lmp = new LAMMPS(static_cast<int>(args.size()), const_cast<char **>(args.data()), comm);
+  }
+  ~Sim() { delete lmp; }
+  void cmd(const std::string &line) { lmp->input->one(line); }
+  void cmds(const std::vector<std::string> &lines)
+  {
+    for (const auto &l : lines) cmd(l);
+  }
+  LAMMPS *lmp;
+  MPI_Comm comm_;
+};
+
+// The commands every test starts with: a data file and the deqformer pair style.
+std::vector<std::string> setup_commands(const std::string &datafile, const std::string &style_args = TIGHT,
+                                        const std::string &units = "metal")
+{
+  return {"units " + units,
+          "atom_style atomic",
+          "atom_modify map array",
+          "boundary p p p",
+          "read_data " + data(datafile),
+          "pair_style deqformer " + model() + " " + style_args,
+          "pair_coeff * * H C O",
+          "neighbor 1.0 bin",
+          "compute pea all pe/atom",
+          "compute sa all stress/atom NULL pair",
+          "compute pes all reduce sum c_pea",
+          "compute sas all reduce sum c_sa[1]",
+          "compute solver all deqformer/solver",
+          "thermo_style custom step pe press c_pes c_sas c_solver[1] c_solver[2]",
+          "thermo_modify format float %20.15g"};
+}
+
+// Everything a test compares, gathered over the ranks of a run, in atom-ID order.
+struct Snapshot {
+  double energy = 0.0;
+  std::vector<double> eatom, f, x, vatom, virial, stats;
+  std::string error;
+  std::vector<double> flat() const
+  {
+    std::vector<double> v = {energy};
+    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
+      v.push_back(static_cast<double>(a->size()));
+      v.insert(v.end(), a->begin(), a->end());
+    }
+    return v;
+  }
+  void unflat(const std::vector<double> &v)
+  {
+    size_t k = 0;
+    energy = v[k++];
+    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
+      size_t n = static_cast<size_t>(v[k++]);
+      a->assign(v.begin() + k, v.begin() + k + n);
+      k += n;
+    }
+  }
+};
+
+LAMMPS_NS::Compute *find_compute(LAMMPS *lmp, const char *id)
+{
+  int i = lmp->modify->find_compute(id);
+  return i >= 0 ? lmp->modify->compute[i] : nullptr;
+}
+
+// Gathers results after a `run` (the computes of setup_commands must have been invoked by thermo).
+Snapshot gather(Sim &s)
+{
+  LAMMPS *lmp = s.lmp;
+  Snapshot snap;
+  const int n = static_cast<int>(lmp->atom->natoms);
+  const int nlocal = lmp->atom->nlocal;
+  snap.eatom.assign(n, 0.0);
+  snap.f.assign(3 * n, 0.0);
+  snap.x.assign(3 * n, 0.0);
+  snap.vatom.assign(6 * n, 0.0);
+  auto *pea = find_compute(lmp, "pea");
+  auto *sa = find_compute(lmp, "sa");
+  const double nktv2p = lmp->force->nktv2p;
+  for (int i = 0; i < nlocal; i++) {
+    const int t = static_cast<int>(lmp->atom->tag[i]) - 1;
+    if (pea) snap.eatom[t] = pea->vector_atom[i];
+    for (int d = 0; d < 3; d++) {
+      snap.f[3 * t + d] = lmp->atom->f[i][d];
+      snap.x[3 * t + d] = lmp->atom->x[i][d];
+    }
+    // stress/atom = -nktv2p * per-atom virial
+    if (sa)
+      for (int m = 0; m < 6; m++) snap.vatom[6 * t + m] = -sa->array_atom[i][m] / nktv2p;
+  }
+  // unwrap positions so that images do not matter in comparisons
+  for (int i = 0; i < nlocal; i++) {
+    const int t = static_cast<int>(lmp->atom->tag[i]) - 1;
+    double unwrap[3];
+    lmp->domain->unmap(lmp->atom->x[i], lmp->atom->image[i], unwrap);
+    for (int d = 0; d < 3; d++) snap.x[3 * t + d] = unwrap[d];
+  }
+  auto allsum = [&](std::vector<double> &v) {
+    std::vector<double> out(v.size());
+    MPI_Allreduce(v.data(), out.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, s.comm_);
+    v = out;
+  };
+  allsum(snap.eatom);
+  allsum(snap.f);
+  allsum(snap.x);
+  allsum(snap.vatom);
+  snap.virial.assign(lmp->force->pair->virial, lmp->force->pair->virial + 6);
+  allsum(snap.virial);
+  snap.energy = lammps_get_thermo(lmp, "pe");
+  int dim = 0;
+  auto *st = static_cast<double *>(lmp->force->pair->extract("deqformer/solver_stats", dim));
+  if (st) snap.stats.assign(st, st + NSTATS);
+  return snap;
+}
+
+// Runs `body` on the first `nprocs` world ranks (a LAMMPS instance on their communicator) and
+// returns what `body` returns on every world rank.
+Snapshot run_on(int nprocs, const std::function<Snapshot(Sim &)> &body)
+{
+  MPI_Comm comm;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank < nprocs ? 0 : MPI_UNDEFINED, world_rank, &comm);
+  Snapshot snap;
+  if (comm != MPI_COMM_NULL) {
+    try {
+      Sim s(comm);
+      snap = body(s);
+    } catch (LAMMPS_NS::LAMMPSException &e) {
+      snap.error = e.message;
+    }
+    MPI_Comm_free(&comm);
+  }
+  std::vector<double> flat = snap.flat();
+  int len = static_cast<int>(flat.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  flat.resize(len);
+  MPI_Bcast(flat.data(), len, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  snap.unflat(flat);
+  int elen = static_cast<int>(snap.error.size());
+  MPI_Bcast(&elen, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  snap.error.resize(elen);
+  MPI_Bcast(&snap.error[0], elen, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return snap;
+}
+
+// The error message of the LAMMPS exception the commands throw ("" if none).
+std::string lammps_error(const std::vector<std::string> &lines)
+{
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    sim.cmds(lines);
+    return Snapshot();
+  });
+  return s.error;
+}
+
+using deqtest::rel_diff;
+
+void expect_vs_ref(const Snapshot &s, const deqtest::Ref &ref, double tol, const std::string &what)
+{
+  ASSERT_EQ(s.error, "") << what;
+  EXPECT_LE(rel_diff({s.energy}, ref.at("energy")), tol) << what;
+  EXPECT_LE(rel_diff(s.eatom, ref.at("atomic_energy")), tol) << what;
+  EXPECT_LE(rel_diff(s.f, ref.at("forces")), tol) << what;
+  EXPECT_LE(rel_diff(s.virial, ref.at("virial")), tol) << what;
+  EXPECT_LE(rel_diff(s.vatom, ref.at("atom_virial")), tol) << what;
+  if (world_rank == 0)
+    std::printf("[ info ] %s vs Python: energy %.1e, per-atom energy %.1e, forces %.1e, virial %.1e, per-atom "
+                "virial %.1e; iterations %g/%g (Python %g/%g)\n",
+                what.c_str(), rel_diff({s.energy}, ref.at("energy")), rel_diff(s.eatom, ref.at("atomic_energy")),
+                rel_diff(s.f, ref.at("forces")), rel_diff(s.virial, ref.at("virial")),
+                rel_diff(s.vatom, ref.at("atom_virial")), s.stats[STAT_ITERS], s.stats[STAT_ADJ_ITERS],
+                ref.at("solver_iters")[0], ref.at("adjoint_iters")[0]);
+}
+
+void expect_same(const Snapshot &a, const Snapshot &b, double tol, const std::string &what)
+{
+  ASSERT_EQ(a.error, "") << what;
+  ASSERT_EQ(b.error, "") << what;
+  EXPECT_LE(rel_diff({a.energy}, {b.energy}), tol) << what;
+  EXPECT_LE(rel_diff(a.eatom, b.eatom), tol) << what;
+  EXPECT_LE(rel_diff(a.f, b.f), tol) << what;
+  EXPECT_LE(rel_diff(a.x, b.x), tol) << what;
+  EXPECT_LE(rel_diff(a.virial, b.virial), tol) << what;
+  EXPECT_LE(rel_diff(a.vatom, b.vatom), tol) << what;
+  if (world_rank == 0)
+    std::printf("[ info ] %s: rel. diff. energy %.1e forces %.1e positions %.1e virial %.1e; iterations %g/%g vs "
+                "%g/%g\n",
+                what.c_str(), rel_diff({a.energy}, {b.energy}), rel_diff(a.f, b.f), rel_diff(a.x, b.x),
+                rel_diff(a.virial, b.virial), a.stats[STAT_ITERS], a.stats[STAT_ADJ_ITERS], b.stats[STAT_ITERS],
+                b.stats[STAT_ADJ_ITERS]);
+}
+
+Snapshot single_point(int nprocs, const std::string &datafile, const std::vector<std::string> &extra = {},
+                      const std::string &style_args = TIGHT, const std::string &units = "metal")
+{
+  return run_on(nprocs, [&](Sim &s) {
+    auto lines = setup_commands(datafile, style_args, units);
+    lines.insert(lines.begin() + 4, extra.begin(), extra.end());    // before read_data (processors ...)
+    s.cmds(lines);
+    s.cmd("run 0");
+    return gather(s);
+  });
+}
+
+}    // namespace
+
+// =====================================================================================================
+// serial
+// =====================================================================================================
+
+TEST(Serial, MoleculeMatchesPython)
+{
+  expect_vs_ref(single_point(1, "aspirin_1.data"), deqtest::read_ref("aspirin_1"), 1e-8, "aspirin in a 30 A box");
+}
+
+TEST(Serial, PeriodicBoxesMatchPython)
+{
+  expect_vs_ref(single_point(1, "aspirin_box2.data"), deqtest::read_ref("box2"), 1e-8, "box2 (9.5 A cube)");
+  expect_vs_ref(single_point(1, "aspirin_tri2.data"), deqtest::read_ref("tri2"), 1e-8, "tri2 (triclinic)");
+}
+
+TEST(Serial, UnitsReal)
+{
+  expect_vs_ref(single_point(1, "aspirin_1.data", {}, TIGHT, "real"), deqtest::read_ref("aspirin_1_real"), 1e-8,
+                "aspirin, units real");
+}
+
+TEST(Serial, Float32Model)
+{
+  // the float32 model (communication packs floats) against the float64 reference
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    auto lines = setup_commands("aspirin_box2.data");
+    lines[5] = "pair_style deqformer " + model("model_f32.pt") + " tol 1e-5";
+    sim.cmds(lines);
+    sim.cmd("run 0");
+    return gather(sim);
+  });
+  ASSERT_EQ(s.error, "");
+  const auto ref = deqtest::read_ref("box2");
+  EXPECT_LE(rel_diff(s.f, ref.at("forces")), 1e-3);
+  EXPECT_LE(rel_diff({s.energy}, ref.at("energy")), 1e-5);
+  std::printf("[ info ] float32 model vs float64 reference: energy %.1e forces %.1e\n",
+              rel_diff({s.energy}, ref.at("energy")), rel_diff(s.f, ref.at("forces")));
+}
+
+TEST(Serial, HybridOverlayWithZero)
+{
+  // through pair hybrid the global virial is tallied per edge (no fdotr)
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    auto lines = setup_commands("aspirin_box2.data");
+    lines[5] = "pair_style hybrid/overlay deqformer " + model() + " " + TIGHT + " zero 4.0";
+    lines[6] = "pair_coeff * * deqformer H C O";
+    lines.insert(lines.begin() + 7, "pair_coeff * * zero");
+    sim.cmds(lines);
+    sim.cmd("run 0");
+    return gather(sim);
+  });
+  expect_vs_ref(s, deqtest::read_ref("box2"), 1e-8, "box2 under hybrid/overlay");
+}
+
+TEST(Serial, HybridNullElement)
+{
+  // NULL is accepted as a hybrid sub-style: the carbons get no deqformer energy
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    auto lines = setup_commands("aspirin_1.data");
+    lines[5] = "pair_style hybrid deqformer " + model() + " " + TIGHT + " zero 4.0";
+    lines[6] = "pair_coeff * * deqformer H NULL O";
+    lines.insert(lines.begin() + 7, "pair_coeff 1 2 zero");
+    lines.insert(lines.begin() + 8, "pair_coeff 2 2 zero");
+    lines.insert(lines.begin() + 9, "pair_coeff 2 3 zero");
+    sim.cmds(lines);
+    sim.cmd("run 0");
+    return gather(sim);
+  });
+  ASSERT_EQ(s.error, "");
+  for (int i = 4; i < 13; i++) EXPECT_EQ(s.eatom[i], 0.0) << "carbon atom " << i + 1;    // atoms 5-13 are C
+  EXPECT_NE(s.eatom[0], 0.0);
+}
+
+TEST(Serial, ModelInPairCoeff)
+{
+  // pair_style deqformer + pair_coeff * * model.pt elements (Allegro's form)
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    auto lines = setup_commands("aspirin_box2.data");
+    lines[5] = std::string("pair_style deqformer ") + TIGHT;
+    lines[6] = "pair_coeff * * " + model() + " H C O";
+    sim.cmds(lines);
+    sim.cmd("run 0");
+    return gather(sim);
+  });
+  expect_vs_ref(s, deqtest::read_ref("box2"), 1e-8, "box2, model given in pair_coeff");
+}
+
+TEST(Serial, SolverDiagnostics)
+{
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    sim.cmds(setup_commands("aspirin_box2.data"));
+    sim.cmd("run 0");
+    sim.cmd("variable it equal c_solver[1]");
+    sim.cmd("variable ait equal c_solver[2]");
+    Snapshot out = gather(sim);
+    out.energy = sim.lmp->input->variable->compute_equal("v_it");
+    return out;
+  });
+  ASSERT_EQ(s.error, "");
+  EXPECT_EQ(s.energy, s.stats[STAT_ITERS]);
+  EXPECT_GT(s.stats[STAT_ITERS], 5);
+  EXPECT_EQ(s.stats[STAT_EVALS], 1);
+  EXPECT_LT(s.stats[2], 1e-12);    // forward residual
+  EXPECT_LT(s.stats[3], 1e-12);    // adjoint residual
+}
+
+TEST(Serial, ReuseOnOff)
+{
+  // MD with and without reuse: same trajectory (within the solver tolerance), fewer iterations with reuse
+  auto md = [](const std::string &reuse) {
+    return run_on(1, [&](Sim &s) {
+      s.cmds(setup_commands("aspirin_box2.data", std::string(TIGHT) + " reuse " + reuse));
+      s.cmds({"velocity all create 300 4928459 loop geom", "fix nve all nve", "timestep 0.0005", "run 10"});
+      return gather(s);
+    });
+  };
+  Snapshot on = md("yes"), off = md("no");
+  expect_same(on, off, 1e-8, "10 MD steps, reuse yes vs no");
+  EXPECT_LT(on.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ITERS]);
+  EXPECT_LT(on.stats[STAT_MEAN_ADJ_ITERS], off.stats[STAT_MEAN_ADJ_ITERS]);
+  std::printf("[ info ] mean iterations per step (forward/adjoint), tol 1e-12: reuse no %.2f/%.2f, reuse yes "
+              "%.2f/%.2f\n",
+              off.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ADJ_ITERS], on.stats[STAT_MEAN_ITERS],
+              on.stats[STAT_MEAN_ADJ_ITERS]);
+  // at a production tolerance
+  auto md6 = [](const std::string &reuse) {
+    return run_on(1, [&](Sim &s) {
+      s.cmds(setup_commands("aspirin_box2.data", "tol 1e-6 reuse " + reuse));
+      s.cmds({"velocity all create 300 4928459 loop geom", "fix nve all nve", "timestep 0.0005", "run 10"});
+      return gather(s);
+    });
+  };
+  Snapshot on6 = md6("yes"), off6 = md6("no");
+  std::printf("[ info ] mean iterations per step (forward/adjoint), tol 1e-6: reuse no %.2f/%.2f, reuse yes "
+              "%.2f/%.2f\n",
+              off6.stats[STAT_MEAN_ITERS], off6.stats[STAT_MEAN_ADJ_ITERS], on6.stats[STAT_MEAN_ITERS],
+              on6.stats[STAT_MEAN_ADJ_ITERS]);
+  EXPECT_LE(rel_diff(on6.f, off6.f), 1e-4);
+}
+
+TEST(Serial, RestartContinuity)
+{
+  const std::string file = tmpdir() + "/deqformer_restart.bin";
+  const std::vector<std::string> md = {"velocity all create 300 4928459 loop geom", "fix nve all nve",
+                                       "timestep 0.0005"};
+  Snapshot straight, first_half;
+  straight = run_on(1, [&](Sim &s) {
+    s.cmds(setup_commands("aspirin_box2.data"));
+    s.cmds(md);
+    s.cmd("run 5");
+    first_half = gather(s);
+    s.cmd("write_restart " + file);
+    s.cmd("run 5");
+    return gather(s);
+  });
+  Snapshot restarted = run_on(1, [&](Sim &s) {
+    s.cmd("read_restart " + file);
+    auto lines = setup_commands("aspirin_box2.data");
+    s.cmds(std::vector<std::string>(lines.begin() + 5, lines.end()));    // pair style and computes
+    s.cmds({"fix nve all nve", "timestep 0.0005", "run 5"});
+    return gather(s);
+  });
+  // a restart without the stored states (cold start at step 5)
+  Snapshot cold = run_on(1, [&](Sim &s) {
+    s.cmd("read_restart " + file);
+    auto lines = setup_commands("aspirin_box2.data", std::string(TIGHT) + " reuse no");
+    s.cmds(std::vector<std::string>(lines.begin() + 5, lines.end()));
+    s.cmds({"fix nve all nve", "timestep 0.0005", "run 5"});
+    return gather(s);
+  });
+  expect_same(restarted, straight, 1e-10, "run 5 + restart + run 5 vs run 5 + run 5");
+  // the state came back with the atoms: the same iterations as the uninterrupted run
+  EXPECT_NEAR(restarted.stats[STAT_MEAN_ITERS], straight.stats[STAT_MEAN_ITERS], 0.21);
+  EXPECT_LT(restarted.stats[STAT_MEAN_ITERS], cold.stats[STAT_MEAN_ITERS]);
+  std::printf("[ info ] restart: mean iterations of the 5 steps after the restart point: continuous %.2f, "
+              "restarted %.2f, restarted without state %.2f\n",
+              straight.stats[STAT_MEAN_ITERS], restarted.stats[STAT_MEAN_ITERS], cold.stats[STAT_MEAN_ITERS]);
+  std::remove(file.c_str());
+}
+
+TEST(Serial, FiniteDifferenceForces)
+{
+  const double h = 1e-4;
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    sim.cmds(setup_commands("aspirin_box2.data"));
+    sim.cmd("run 0");
+    Snapshot base = gather(sim);
+    LAMMPS *lmp = sim.lmp;
+    std::vector<double> fd;
+    for (int tag : {1, 14, 30}) {
+      for (int d = 0; d < 3; d++) {
+        const int i = lmp->atom->map(tag);
+        const double x0 = lmp->atom->x[i][d];
+        double e[2];
+        for (int k = 0; k < 2; k++) {
+          lmp->atom->x[lmp->atom->map(tag)][d] = x0 + (k == 0 ? h : -h);
+          sim.cmd("run 0");
+          e[k] = lammps_get_thermo(lmp, "pe");
+        }
+        lmp->atom->x[lmp->atom->map(tag)][d] = x0;
+        fd.push_back(-(e[0] - e[1]) / (2 * h));
+        fd.push_back(base.f[3 * (tag - 1) + d]);
+      }
+    }
+    base.eatom = fd;
+    return base;
+  });
+  ASSERT_EQ(s.error, "");
+  double worst = 0.0;
+  for (size_t k = 0; k < s.eatom.size(); k += 2) {
+    EXPECT_NEAR(s.eatom[k], s.eatom[k + 1], 1e-6 + 1e-5 * std::abs(s.eatom[k + 1])) << "component " << k / 2;
+    worst = std::max(worst, std::abs(s.eatom[k] - s.eatom[k + 1]));
+  }
+  std::printf("[ info ] finite differences (h = %g A): max |F_fd - F| = %.2e eV/A over %zu components\n", h, worst,
+              s.eatom.size() / 2);
+}
+
+TEST(Serial, BadInputs)
+{
+  auto base = setup_commands("aspirin_1.data");
+  std::vector<std::string> upto_style(base.begin(), base.begin() + 5);
+
+  auto with = [&](std::vector<std::string> tail) {
+    auto l = upto_style;
+    l.insert(l.end(), tail.begin(), tail.end());
+    return l;
+  };
+  std::string msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H C N"}));
+  EXPECT_THAT(msg, HasSubstr("element 'N' (atom type 3) is not in model"));
+  EXPECT_THAT(msg, HasSubstr("the model's elements are: H C O"));
+
+  msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H C"}));
+  EXPECT_THAT(msg, HasSubstr("needs one element per atom type (3 types), got 2: H C"));
+  EXPECT_THAT(msg, HasSubstr("the model's elements are: H C O"));
+
+  msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H NULL O"}));
+  EXPECT_THAT(msg, HasSubstr("NULL (atom type 2) is only allowed when deqformer is a pair_style hybrid sub-style"));
+
+  msg = lammps_error(with({"pair_style deqformer /nonexistent/model.pt", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("'/nonexistent/model.pt' cannot be opened: No such file or directory"));
+
+  msg = lammps_error(with({"pair_style deqformer " + model("contract_999.pt"), "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("has contract version 999"));
+
+  msg = lammps_error(with({"pair_style deqformer " + model("random_bytes.pt"), "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("is not a readable TorchScript archive"));
+
+  msg = lammps_error(with({"pair_style deqformer", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("Incorrect args for pair coefficients"));
+
+  msg = lammps_error(with({"pair_style deqformer " + model() + " tol", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("keyword 'tol' needs a value"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " solver newton", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("unknown solver 'newton'"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " speed 2", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("unknown keyword 'speed'"));
+
+  auto newton = upto_style;
+  newton.insert(newton.begin() + 1, "newton off");
+  newton.push_back("pair_style deqformer " + model());
+  newton.push_back("pair_coeff * * H C O");
+  newton.push_back("run 0");
+  msg = lammps_error(newton);
+  EXPECT_THAT(msg, HasSubstr("requires newton pair on"));
+
+  auto lj = upto_style;
+  lj[0] = "units lj";
+  lj.push_back("pair_style deqformer " + model());
+  lj.push_back("pair_coeff * * H C O");
+  lj.push_back("run 0");
+  msg = lammps_error(lj);
+  EXPECT_THAT(msg, HasSubstr("'units lj' is not supported: use units metal (or real"));
+
+  // max_iter too small with nonconvergence error: a clean error on every rank
+  msg = lammps_error(with({"pair_style deqformer " + model() + " tol 1e-12 max_iter 2 nonconvergence error",
+                           "pair_coeff * * H C O", "run 0"}));
+  EXPECT_THAT(msg, HasSubstr("forward solve did not converge: 2 iterations"));
+  // ... and with warn: a run that continues and counts
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    sim.cmds(setup_commands("aspirin_1.data", "tol 1e-12 max_iter 2"));
+    sim.cmd("run 0");
+    return gather(sim);
+  });
+  EXPECT_EQ(s.error, "");
+  EXPECT_EQ(s.stats[7], 1.0);    // non-converged evaluations in this run
+}
+
+// =====================================================================================================
+// parallel: 1 vs 2 vs 4 ranks
+// =====================================================================================================
+
+class Parallel : public ::testing::Test {
+ protected:
+  void SetUp() override
+  {
+    if (world_size < 4) GTEST_SKIP() << "needs 4 MPI ranks (mpirun -np 4)";
+  }
+};
+
+TEST_F(Parallel, OrthogonalBox)
+{
+  Snapshot one = single_point(1, "aspirin_box2.data");
+  expect_vs_ref(one, deqtest::read_ref("box2"), 1e-8, "box2 on 1 rank");
+  for (int n : {2, 4}) {
+    Snapshot s = single_point(n, "aspirin_box2.data");
+    expect_same(s, one, 1e-10, "box2: " + std::to_string(n) + " ranks vs 1");
+    EXPECT_EQ(s.stats[STAT_ITERS], one.stats[STAT_ITERS]);
+    EXPECT_EQ(s.stats[STAT_ADJ_ITERS], one.stats[STAT_ADJ_ITERS]);
+  }
+}
+
+TEST_F(Parallel, TriclinicBox)
+{
+  Snapshot one = single_point(1, "aspirin_tri2.data");
+  expect_vs_ref(one, deqtest::read_ref("tri2"), 1e-8, "tri2 on 1 rank");
+  for (int n : {2, 4}) {
+    Snapshot s = single_point(n, "aspirin_tri2.data");
+    expect_same(s, one, 1e-10, "tri2 (triclinic): " + std::to_string(n) + " ranks vs 1");
+  }
+}
+
+TEST_F(Parallel, RanksWithoutAtoms)
+{
+  // all atoms at x < 12 A of a 36 A box: with processors N 1 1 the ranks beyond x = 12 own nothing
+  Snapshot one = single_point(1, "aspirin_slab2.data");
+  expect_vs_ref(one, deqtest::read_ref("slab2"), 1e-8, "slab2 on 1 rank");
+  for (int n : {2, 4}) {
+    Snapshot s = single_point(n, "aspirin_slab2.data", {"processors " + std::to_string(n) + " 1 1"});
+    expect_same(s, one, 1e-10, "slab2, processors " + std::to_string(n) + " 1 1 (empty ranks)");
+  }
+}
+
+TEST_F(Parallel, Float32Model)
+{
+  Snapshot one = single_point(1, "aspirin_tri2.data", {}, "tol 1e-6 adjoint_tol 1e-6");
+  auto f32 = [](int n) {
+    return run_on(n, [&](Sim &sim) {
+      auto lines = setup_commands("aspirin_tri2.data");
+      lines[5] = "pair_style deqformer " + model("model_f32.pt") + " tol 1e-5";
+      sim.cmds(lines);
+      sim.cmd("run 0");
+      return gather(sim);
+    });
+  };
+  Snapshot a = f32(1), b = f32(4);
+  ASSERT_EQ(b.error, "");
+  EXPECT_LE(rel_diff(b.f, a.f), 5e-5);    // float32 rounding, amplified within the tolerance
+  EXPECT_LE(rel_diff(a.f, one.f), 1e-3);
+  if (world_rank == 0)
+    std::printf("[ info ] float32 model, tri2: 4 ranks vs 1 forces %.1e; vs float64 %.1e\n", rel_diff(b.f, a.f),
+                rel_diff(a.f, one.f));
+}
+
+TEST_F(Parallel, MoleculeInBigBox)
+{
+  Snapshot one = single_point(1, "aspirin_1.data");
+  Snapshot four = single_point(4, "aspirin_1.data");
+  expect_same(four, one, 1e-10, "aspirin in a 30 A box: 4 ranks vs 1");
+}
+
+TEST_F(Parallel, MolecularDynamicsWithMigration)
+{
+  // reneighbor every step (atoms change owner), sort often, reuse on: the per-atom state must follow
+  auto md = [](int n) {
+    return run_on(n, [&](Sim &s) {
+      auto lines = setup_commands("aspirin_tri2.data");
+      lines.insert(lines.begin() + 3, "atom_modify sort 3 2.0");
+      s.cmds(lines);
+      s.cmds({"neigh_modify every 1 delay 0 check no", "velocity all create 2000 4928459 loop geom",
+              "fix nve all nve", "timestep 0.0005", "run 0"});
+      auto owners = [&]() {    // rank owning each atom ID
+        std::vector<int> own(s.lmp->atom->natoms, 0), all(own.size());
+        int me;
+        MPI_Comm_rank(s.comm_, &me);
+        for (int i = 0; i < s.lmp->atom->nlocal; i++) own[s.lmp->atom->tag[i] - 1] = me;
+        MPI_Allreduce(own.data(), all.data(), static_cast<int>(own.size()), MPI_INT, MPI_SUM, s.comm_);
+        return all;
+      };
+      auto before = owners();
+      s.cmd("run 20");
+      auto after = owners();
+      Snapshot snap = gather(s);
+      int moved = 0;
+      for (size_t i = 0; i < before.size(); i++) moved += before[i] != after[i];
+      snap.stats.push_back(moved);
+      return snap;
+    });
+  };
+  Snapshot one = md(1);
+  for (int n : {2, 4}) {
+    Snapshot s = md(n);
+    expect_same(s, one, 1e-9, "20 MD steps (migration, sorting), " + std::to_string(n) + " ranks vs 1");
+    EXPECT_NEAR(s.stats[STAT_MEAN_ITERS], one.stats[STAT_MEAN_ITERS], 0.11);
+    EXPECT_NEAR(s.stats[STAT_MEAN_ADJ_ITERS], one.stats[STAT_MEAN_ADJ_ITERS], 0.11);
+    EXPECT_GT(s.stats[NSTATS], 0) << "no atom changed its owner: the test does not test migration";
+    if (world_rank == 0)
+      std::printf("[ info ] MD on %d ranks: %g atoms changed owner; mean iterations %.2f/%.2f (1 rank: "
+                  "%.2f/%.2f)\n",
+                  n, s.stats[NSTATS], s.stats[STAT_MEAN_ITERS], s.stats[STAT_MEAN_ADJ_ITERS],
+                  one.stats[STAT_MEAN_ITERS], one.stats[STAT_MEAN_ADJ_ITERS]);
+  }
+}
+
+int main(int argc, char **argv)
+{
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  ::testing::InitGoogleMock(&argc, argv);
+  if (world_rank != 0) {
+    auto &listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int rc = RUN_ALL_TESTS();
+  int any = 0;
+  MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any;
+}
