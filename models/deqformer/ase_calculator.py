@@ -34,7 +34,7 @@ class DeqformerCalculator(Calculator):
             iterations depends on the model (for an untrained model it took more than a cold start).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "energies"]
+    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
 
     def __init__(self, model_path: str, device: str = "cpu", warm_start: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -79,6 +79,14 @@ class DeqformerCalculator(Calculator):
             "free_energy": energy,
             "forces": out["forces"].double().cpu().numpy().reshape(-1, 3),
         }
+        if out.get("virial") is not None and pbc.all():
+            # stress = (1/V) dE/d(strain) = -W / V, in ASE's Voigt order xx yy zz yz xz xy
+            w = out["virial"][0].double().cpu().numpy()
+            sig = -0.5 * (w + w.T) / a.get_volume()
+            self.results["stress"] = np.array([sig[0, 0], sig[1, 1], sig[2, 2], sig[1, 2], sig[0, 2], sig[0, 1]])
+        elif "stress" in properties:
+            from ase.calculators.calculator import PropertyNotImplementedError
+            raise PropertyNotImplementedError("stress needs a periodic cell and a deployed (.pt) model")
         if out.get("atomic_energy") is not None:
             self.results["energies"] = out["atomic_energy"].double().cpu().numpy().reshape(-1)
         if out.get("solver_iters") is not None:

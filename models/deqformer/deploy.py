@@ -12,7 +12,7 @@ from typing import Dict, Optional
 import torch
 
 from . import CONTRACT_VERSION
-from .driver import Settings, settings_from_metadata, solve_and_differentiate, _frame_sum
+from .driver import Settings, _frame_sum, edge_vectors, settings_from_metadata, solve_and_differentiate
 
 METADATA_FILE = "metadata.json"
 REQUIRED_KEYS = ("contract_version", "r_max", "num_types", "type_names", "energy_unit", "length_unit",
@@ -88,7 +88,19 @@ class DeployedModel:
                                       batch["edge_index"], batch["edge_shift"].to(self.dtype), s, z0=z0,
                                       compute_forces=compute_forces)
         out["energy"] = _frame_sum(out["atomic_energy"], batch["batch"], int(batch["num_frames"]))
+        if compute_forces:
+            out["virial"] = frame_virials(out["edge_grad"], batch, self.dtype)
         return out
+
+
+def frame_virials(edge_grad: torch.Tensor, batch: Dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """Per-frame virial W = -sum_e r_e (x) dE/dr_e (= -dE/d(strain)), [B, 3, 3], in eV.
+    The stress of a periodic frame is -W / volume."""
+    ei = batch["edge_index"]
+    vec = edge_vectors(batch["pos"].to(dtype), ei, batch["edge_shift"].to(dtype))
+    per_edge = -vec[:, :, None] * edge_grad[:, None, :]
+    out = torch.zeros(int(batch["num_frames"]), 3, 3, dtype=dtype)
+    return out.index_add_(0, batch["batch"].index_select(0, ei[0]), per_edge)
 
 
 def load_deployed(path: str, device: str = "cpu") -> DeployedModel:

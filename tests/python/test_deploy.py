@@ -83,3 +83,49 @@ def test_bad_files(tmp_path):
     trunc.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a TorchScript file"):
         load_deployed(str(trunc))
+
+
+def test_virial_is_minus_strain_derivative(tmp_path):
+    """W = -dE/d(strain) by central differences of a homogeneous deformation of a periodic box."""
+    m = tiny_model()
+    path = str(tmp_path / "m.pt")
+    deploy(m, path)
+    dm = load_deployed(path)
+    rng = np.random.default_rng(4)
+    cell = np.array([[6.2, 0.0, 0.0], [0.5, 6.0, 0.0], [-0.3, 0.4, 6.6]])
+    pos = rng.random((12, 3)) @ cell
+    z = [1, 6, 8] * 4
+    w = dm(make_batch(pos, z, cell))["virial"][0].numpy()
+    h = 1e-5
+    for a, b in [(0, 0), (1, 2), (2, 1)]:
+        es = []
+        for sgn in (1, -1):
+            eps = np.eye(3)
+            eps[a, b] += sgn * h
+            es.append(dm(make_batch(pos @ eps.T, z, cell @ eps.T), compute_forces=False)["energy"].item())
+        de = (es[0] - es[1]) / (2 * h)
+        assert abs(-de - w[a, b]) < 1e-6 * max(1.0, abs(de)), (a, b, -de, w[a, b])
+
+
+def test_ase_calculator_stress(tmp_path):
+    from ase import Atoms
+    from deqformer.ase_calculator import DeqformerCalculator
+    m = tiny_model()
+    path = str(tmp_path / "m.pt")
+    deploy(m, path)
+    rng = np.random.default_rng(8)
+    cell = np.diag([6.0, 6.3, 6.6])
+    atoms = Atoms(numbers=[1, 6, 8] * 4, positions=rng.random((12, 3)) @ cell, cell=cell, pbc=True)
+    atoms.calc = DeqformerCalculator(path)
+    s = atoms.get_stress()
+    h = 1e-5
+    for v, (a, b) in enumerate([(0, 0), (1, 1), (2, 2)]):
+        es = []
+        for sgn in (1, -1):
+            at = atoms.copy()
+            eps = np.eye(3)
+            eps[a, b] += sgn * h
+            at.set_cell(cell @ eps.T, scale_atoms=True)
+            at.calc = DeqformerCalculator(path)
+            es.append(at.get_potential_energy())
+        assert abs((es[0] - es[1]) / (2 * h) / atoms.get_volume() - s[v]) < 1e-7

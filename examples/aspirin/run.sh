@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The aspirin example, end to end (the README's main job):
+#   data split -> train (small CPU preset, <= 40 min) -> evaluate on a later, unseen part of the
+#   trajectory -> deploy -> LAMMPS MD (NVT 500 K then NVE; reuse on and off) -> 27-molecule box on
+#   2 MPI ranks -> plots. Everything lands in examples/aspirin/out/.
+# Environment: NVT_STEPS, NVE_STEPS, BOX_STEPS, RETRAIN=1 (train again even if out/train finished).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$here"
+out="$here/out"
+mkdir -p "$out"
+venv="$root/.venv/bin"
+lmp="$root/build/bin/lmp"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+
+stamp "1/6 data: split the trajectory in time (training pool / independent test trajectory)"
+"$venv/python" prepare_split.py data/aspirin_xtb_train.npz "$out/data"
+
+if [ -f "$out/train/best.pth" ] && [ -f "$out/train/finished" ] && [ "${RETRAIN:-0}" != 1 ]; then
+  stamp "2/6 train: found a finished run in out/train (RETRAIN=1 to train again)"
+else
+  stamp "2/6 train: deqformer-train aspirin.yaml (max 40 min)"
+  resume=(); [ -f "$out/train/last.pth" ] && [ "${RETRAIN:-0}" != 1 ] && resume=(--resume)
+  [ "${RETRAIN:-0}" = 1 ] && rm -rf "$out/train"
+  DEQFORMER_NUM_THREADS=${DEQFORMER_NUM_THREADS:-2} "$venv/deqformer-train" aspirin.yaml "${resume[@]}"
+  touch "$out/train/finished"
+fi
+
+stamp "3/6 deploy (float64 for MD, float32 for speed)"
+"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin.pt" --dtype float64 --tol 1e-6 > "$out/deploy.log"
+"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin_f32.pt" --dtype float32 --tol 1e-4 >> "$out/deploy.log"
+
+stamp "4/6 evaluate on the unseen test trajectory (frames 4000-4899) and on the validation split"
+"$venv/deqformer-evaluate" --model "$out/aspirin.pt" --dataset-file "$out/data/aspirin_test_md.npz" \
+  --key-mapping nuclear_charges=atomic_numbers coords=pos energies=total_energy forces=forces \
+  --fixed-fields atomic_numbers --split all --json > "$out/eval_test.json"
+"$venv/deqformer-evaluate" --model "$out/aspirin.pt" --dataset-file "$out/data/aspirin_test_md.npz" \
+  --key-mapping nuclear_charges=atomic_numbers coords=pos energies=total_energy forces=forces \
+  --fixed-fields atomic_numbers --split all | tee "$out/eval_test.txt"
+
+stamp "5/6 LAMMPS: one molecule, NVT 500 K then NVE, reuse on; and a cold-start (reuse no) NVT run"
+"$lmp" -in in.aspirin -log "$out/log.aspirin" -screen none -var model "$out/aspirin.pt" -var reuse yes \
+  -var nvt "${NVT_STEPS:-2000}" -var nve "${NVE_STEPS:-10000}" -var tag reuse
+"$lmp" -in in.aspirin -log "$out/log.aspirin_cold" -screen none -var model "$out/aspirin.pt" -var reuse no \
+  -var nvt "${COLD_STEPS:-1000}" -var nve 0 -var tag cold
+stamp "   27 molecules (dilute box) on 2 MPI ranks"
+mpirun -np 2 --oversubscribe $( [ "$(id -u)" = 0 ] && echo --allow-run-as-root ) -x OMP_NUM_THREADS=1 \
+  "$lmp" -in in.aspirin_box -log "$out/log.aspirin_box" -screen none -var model "$out/aspirin.pt" \
+  -var nvt "${BOX_STEPS:-400}" -var nve "${BOX_NVE_STEPS:-200}" -var tag box
+
+stamp "6/6 plots"
+"$venv/python" analysis.py "$out"
+stamp "done: see $out (*.png, summary.json, eval_test.txt, log.*)"
