@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from . import CONTRACT_VERSION, __version__
-from .nn.attention import EquivariantAttention, _scatter_sum, flatten_components
+from .nn.attention import MESSAGE_OPS, EquivariantAttention, _scatter_sum, flatten_components, message_op_dims
 from .nn.irreps import irreps_dim, irreps_string, parse_irreps
 from .nn.layers import MLP, EquivariantLayerNorm, GatedFeedForward, IrrepsLinear
 from .nn.radial import PolynomialEnvelope, RadialBasis
-from .nn.so3 import PATHS, spherical_harmonics
+from .nn.so3 import spherical_harmonics
 from .solvers import solver_init, solver_kind, solver_update
 
 DEFAULTS = {
@@ -27,6 +27,7 @@ DEFAULTS = {
     "num_heads": 4,
     "attention": "mlp",            # mlp | dot
     "attn_hidden": 16,
+    "message": "cg",               # cg (Clebsch-Gordan tensor product) | so2 (eSCN SO(2) convolution)
     "num_basis": 8,
     "radial_basis": "gaussian",    # gaussian | expnormal
     "radial_hidden": 64,
@@ -77,17 +78,18 @@ class InputInjection(nn.Module):
 class ImplicitBlock(nn.Module):
     """f(z; x) = LN3(u + FFN(LN2(u))),  u = x + Attention(LN1(z))."""
 
-    def __init__(self, muls: Tuple[int, int, int], cm: int, heads: int, attn_type: str, attn_hidden: int):
+    def __init__(self, muls: Tuple[int, int, int], cm: int, heads: int, attn_type: str, attn_hidden: int,
+                 message: str = "cg"):
         super().__init__()
         self.ln1 = EquivariantLayerNorm(muls)
-        self.attn = EquivariantAttention(muls, cm, heads, attn_type, attn_hidden)
+        self.attn = EquivariantAttention(muls, cm, heads, attn_type, attn_hidden, message)
         self.ln2 = EquivariantLayerNorm(muls)
         self.ffn = GatedFeedForward(muls, (2 * muls[0], muls[1], muls[2]))
         self.ln3 = EquivariantLayerNorm(muls)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
+    def forward(self, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor, geom: torch.Tensor,
                 env: torch.Tensor, w_tp: torch.Tensor, n_local: int) -> torch.Tensor:
-        u = x + self.attn(self.ln1(z), edge_index, sh, env, w_tp, n_local)
+        u = x + self.attn(self.ln1(z), edge_index, geom, env, w_tp, n_local)
         u = u + self.ffn(self.ln2(u))
         return self.ln3(u)
 
@@ -110,7 +112,10 @@ class DEQFormer(nn.Module):
         self.muls = parse_irreps(c["irreps"])
         self.dim = irreps_dim(self.muls)
         self.cm = int(c["msg_channels"])
-        self.num_paths = len(PATHS)
+        if c["message"] not in MESSAGE_OPS:
+            raise ValueError(f"model message '{c['message']}': use one of {', '.join(MESSAGE_OPS)}")
+        # per-edge message weights per channel, and the width of the per-edge geometry in edge_attr
+        self.msg_width, self.geom_dim = message_op_dims(c["message"])
         self.explicit = c["mode"] == "explicit"
         if c["mode"] not in ("deq", "explicit"):
             raise ValueError(f"model mode '{c['mode']}': use 'deq' or 'explicit'")
@@ -126,17 +131,20 @@ class DEQFormer(nn.Module):
         n_blocks = int(c["explicit_layers"]) if self.explicit else 1
         self.n_blocks = n_blocks
         self.radial = MLP([int(c["num_basis"]) + 2 * emb, int(c["radial_hidden"]),
-                           self.cm * 3 + n_blocks * self.cm * self.num_paths])
+                           self.cm * 3 + n_blocks * self.cm * self.msg_width])
         self.inject_net = InputInjection(self.muls, self.cm, emb, nb)
-        self.block = ImplicitBlock(self.muls, self.cm, int(c["num_heads"]), c["attention"], int(c["attn_hidden"]))
+        self.block = ImplicitBlock(self.muls, self.cm, int(c["num_heads"]), c["attention"], int(c["attn_hidden"]),
+                                   c["message"])
         self.extra_blocks = nn.ModuleList([
-            ImplicitBlock(self.muls, self.cm, int(c["num_heads"]), c["attention"], int(c["attn_hidden"]))
+            ImplicitBlock(self.muls, self.cm, int(c["num_heads"]), c["attention"], int(c["attn_hidden"]),
+                          c["message"])
             for _ in range(n_blocks - 1)])
         self.readout_norm = EquivariantLayerNorm(self.muls)
         self.readout = MLP([self.muls[0], int(c["readout_hidden"]), 1])
         self.register_buffer("energy_shift", torch.tensor(energy_shift, dtype=torch.get_default_dtype()))
         self.energy_scale = float(energy_scale)
-        self.edge_attr_dim = 10 + self.cm * 3 + n_blocks * self.cm * self.num_paths
+        # edge_attr = [geometry (Y, + edge frames for so2) | envelope | injection weights | block weights]
+        self.edge_attr_dim = self.geom_dim + 1 + self.cm * 3 + n_blocks * self.cm * self.msg_width
         # solver settings the scripted methods and the deployed metadata see
         self.solver_memory = int(c["solver_memory"])
         self.solver_beta = float(c["solver_beta"])
@@ -160,25 +168,28 @@ class DEQFormer(nn.Module):
                          emb.index_select(0, edge_index[1])], dim=1)
         w = self.radial(rin)
         w = torch.cat([w[:, :3 * self.cm] * env[:, None], w[:, 3 * self.cm:]], dim=1)
-        return torch.cat([sh, env[:, None], w], dim=1)
+        geom = self.block.attn.tp.edge_geometry(sh)       # once per geometry, not per solver iteration
+        return torch.cat([geom, env[:, None], w], dim=1)
 
     @torch.jit.export
     def inject(self, types: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                n_local: int) -> torch.Tensor:
         """Input injection x [n_local, D] (types [N_all])."""
         sh = edge_attr[:, :9]
-        w_inj = edge_attr[:, 10:10 + 3 * self.cm].reshape(-1, self.cm, 3)
+        start = self.geom_dim + 1
+        w_inj = edge_attr[:, start:start + 3 * self.cm].reshape(-1, self.cm, 3)
         return self.inject_net(self.type_embed(types[:n_local]), edge_index, sh, w_inj, n_local)
 
     def _block_weight(self, edge_attr: torch.Tensor, b: int) -> torch.Tensor:
-        start = 10 + 3 * self.cm + b * self.cm * self.num_paths
-        return edge_attr[:, start:start + self.cm * self.num_paths].reshape(-1, self.cm, self.num_paths)
+        start = self.geom_dim + 1 + 3 * self.cm + b * self.cm * self.msg_width
+        return edge_attr[:, start:start + self.cm * self.msg_width].reshape(-1, self.cm, self.msg_width)
 
     @torch.jit.export
     def step(self, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
              n_local: int) -> torch.Tensor:
         """One application of the implicit layer: z [N_all, D] -> f(z) [n_local, D]."""
-        return self.block(z, x, edge_index, edge_attr[:, :9], edge_attr[:, 9], self._block_weight(edge_attr, 0),
+        g = self.geom_dim
+        return self.block(z, x, edge_index, edge_attr[:, :g], edge_attr[:, g], self._block_weight(edge_attr, 0),
                           n_local)
 
     @torch.jit.export
@@ -236,7 +247,8 @@ class DEQFormer(nn.Module):
     def explicit_step(self, b: int, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor,
                       edge_attr: torch.Tensor, n_local: int) -> torch.Tensor:
         blk = self.block if b == 0 else self.extra_blocks[b - 1]
-        return blk(z, x, edge_index, edge_attr[:, :9], edge_attr[:, 9], self._block_weight(edge_attr, b), n_local)
+        g = self.geom_dim
+        return blk(z, x, edge_index, edge_attr[:, :g], edge_attr[:, g], self._block_weight(edge_attr, b), n_local)
 
     @torch.jit.ignore
     def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
@@ -265,6 +277,8 @@ class DEQFormer(nn.Module):
             "dtype": "float64" if self.energy_shift.dtype == torch.float64 else "float32",
             "state_dim": str(self.dim),
             "irreps": irreps_string(self.muls),
+            "message": str(c["message"]),
+            "msg_channels": str(self.cm),
             "edge_attr_dim": str(self.edge_attr_dim),
             "solver": str(c["solver"]),
             "solver_code": str(self.solver_code),

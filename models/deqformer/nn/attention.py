@@ -1,4 +1,6 @@
-"""Equivariant graph attention (Equiformer-style) with a fused Clebsch-Gordan tensor product.
+"""Equivariant graph attention (Equiformer-style) with a fused Clebsch-Gordan tensor product
+(``message: cg``, default) or an eSCN SO(2) convolution in edge-aligned frames (``message: so2``,
+``so2.py``) as the message operation TP below.
 
 Messages live in a common width ``Cm`` for every l, as [E, Cm, 9] (components l = 0 | 1 | 2).
 For edge i <- j the value is TP(Lin_src(h_j) + Lin_dst(h_i), Y(r_ij); w_ij) gated, with per-path,
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from .layers import IrrepsLinear, split_irreps
+from .so2 import SO2Convolution
 from .so3 import PATHS, coupling_tables
 
 
@@ -41,12 +44,18 @@ class TensorProduct(nn.Module):
     Paths are grouped by the input l1: for each group one batched matmul of the features' l1 block
     with A_e = sum_n Y_en C[:, n, :] (only the non-zero blocks of the coupling tensor: 115 of 315
     entries), then per path its per-channel weight and a sum into the output l3 block.
+
+    Message-operation interface (shared with ``so2.SO2Convolution``): ``weight_width`` P (per-edge,
+    per-channel weights), ``geom_dim`` (width of the per-edge geometry ``edge_geometry(sh)`` that the
+    model stores in its edge attributes and passes back as ``geom``; here just Y, 9).
     """
 
     def __init__(self):
         super().__init__()
         cg, _, _ = coupling_tables()        # [9, 9, K] in PATHS order
         self.num_paths = len(PATHS)
+        self.weight_width = len(PATHS)
+        self.geom_dim = 9
         comp = {0: (0, 1), 1: (1, 4), 2: (4, 9)}
         groups = []
         col = 0
@@ -80,6 +89,9 @@ class TensorProduct(nn.Module):
         self.register_buffer("cg1", groups[1])
         self.register_buffer("cg2", groups[2])
 
+    def edge_geometry(self, sh: torch.Tensor) -> torch.Tensor:
+        return sh
+
     def forward(self, feat: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # feat [E, Cm, 9], sh [E, 9], weight [E, Cm, P]
         e = feat.shape[0]
@@ -98,9 +110,31 @@ class TensorProduct(nn.Module):
         return torch.cat(outs, dim=2)                                    # [E, Cm, 9]
 
 
+MESSAGE_OPS = ("cg", "so2")
+
+
+def message_op(kind: str, channels: int) -> nn.Module:
+    """The message operation: 'cg' Clebsch-Gordan tensor product (Equiformer) or 'so2' eSCN SO(2)
+    convolution in edge-aligned frames (EquiformerV2), both called as op(feat, geom, weight)."""
+    if kind == "cg":
+        return TensorProduct()
+    if kind == "so2":
+        return SO2Convolution(channels)
+    raise ValueError(f"message operation '{kind}': use one of {', '.join(MESSAGE_OPS)}")
+
+
+def message_op_dims(kind: str) -> Tuple[int, int]:
+    """(weight_width, geom_dim) of a message operation, without building it."""
+    if kind == "cg":
+        return len(PATHS), 9
+    if kind == "so2":
+        return 6, 9 + 81
+    raise ValueError(f"message operation '{kind}': use one of {', '.join(MESSAGE_OPS)}")
+
+
 class EquivariantAttention(nn.Module):
     def __init__(self, muls: Tuple[int, int, int], msg_channels: int, num_heads: int,
-                 attn_type: str = "mlp", attn_hidden: int = 32):
+                 attn_type: str = "mlp", attn_hidden: int = 32, message: str = "cg"):
         super().__init__()
         if msg_channels % num_heads != 0:
             raise ValueError(f"msg_channels = {msg_channels} must be divisible by num_heads = {num_heads}")
@@ -113,23 +147,24 @@ class EquivariantAttention(nn.Module):
         cm = msg_channels
         self.lin_src = IrrepsLinear(muls, (cm, cm, cm))
         self.lin_dst = IrrepsLinear(muls, (cm, cm, cm), bias=False)
-        self.tp = TensorProduct()
+        self.tp = message_op(message, cm)               # name kept: checkpoints hold block.attn.tp.*
         self.gate = nn.Linear(cm, 2 * cm)                # gates for l = 1, 2 value channels
         self.attn_hidden = nn.Linear(cm, attn_hidden)
         self.attn_out = nn.Linear(attn_hidden, num_heads)
         self.query = nn.Linear(self.m0, attn_hidden)
         self.lin_out = IrrepsLinear((cm, cm, cm), muls)
 
-    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, env: torch.Tensor,
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, geom: torch.Tensor, env: torch.Tensor,
                 weight: torch.Tensor, n_local: int) -> torch.Tensor:
-        """h [N_all, D] (normalised states of local + ghost atoms), edges i (< n_local) <- j."""
+        """h [N_all, D] (normalised states of local + ghost atoms), edges i (< n_local) <- j.
+        geom [E, tp.geom_dim]: Y(r_ij) (+ the edge frames for so2), weight [E, Cm, tp.weight_width]."""
         i = edge_index[0]
         j = edge_index[1]
         cm = self.cm
         src = to_components(self.lin_src(h), cm)                        # [N_all, Cm, 9]
         dst = to_components(self.lin_dst(h[:n_local]), cm)              # [n, Cm, 9]
         feat = src.index_select(0, j) + dst.index_select(0, i)          # [E, Cm, 9]
-        msg = self.tp(feat, sh, weight)                                 # [E, Cm, 9]
+        msg = self.tp(feat, geom, weight)                               # [E, Cm, 9]
         parts = torch.split(msg, [1, 3, 5], dim=2)
         m0 = parts[0].squeeze(2)
         # attention logits per head
