@@ -8,12 +8,30 @@ endif()
 
 set(_kokkos_variant "openmp")
 set(_kokkos_args -DKokkos_ENABLE_SERIAL=ON -DKokkos_ENABLE_OPENMP=ON)
+# LibTorch decides the libstdc++ ABI (pip wheels before torch 2.6 use the old one); Kokkos is a static
+# library linked into LAMMPS together with LibTorch, so it is compiled with the same flag
+set(_compiler_args)
+if(TORCH_CXX_FLAGS MATCHES "-D_GLIBCXX_USE_CXX11_ABI=0")
+  list(APPEND _kokkos_args "-DCMAKE_CXX_FLAGS=-D_GLIBCXX_USE_CXX11_ABI=0")
+endif()
 if(DEQFORMER_CUDA)
   set(_kokkos_variant "cuda")
   list(APPEND _kokkos_args -DKokkos_ENABLE_CUDA=ON -DKokkos_ENABLE_CUDA_LAMBDA=ON)
   if(DEQFORMER_CUDA_ARCH)
-    list(APPEND _kokkos_args -DKokkos_ARCH_${DEQFORMER_CUDA_ARCH}=ON)
+    # Kokkos 3.4.01 knows GPUs up to AMPERE86: a newer architecture (HOPPER90) is built as AMPERE80,
+    # whose PTX the driver compiles for the newer GPU at load time
+    file(READ "${KOKKOS_SOURCE_DIR}/cmake/kokkos_arch.cmake" _arch_list)
+    set(_arch "${DEQFORMER_CUDA_ARCH}")
+    if(NOT _arch_list MATCHES "KOKKOS_ARCH_OPTION\\(${_arch} ")
+      message(WARNING "Kokkos in ${KOKKOS_SOURCE_DIR} has no architecture ${_arch}; building for AMPERE80 "
+                      "(PTX, JIT-compiled by the driver for the actual GPU). Use a newer Kokkos for native code.")
+      set(_arch AMPERE80)
+    endif()
+    list(APPEND _kokkos_args -DKokkos_ARCH_${_arch}=ON)
   endif()
+  # Kokkos CUDA code (Kokkos itself, and LAMMPS's KOKKOS package) is compiled through nvcc_wrapper
+  set(_nvcc_wrapper "${KOKKOS_SOURCE_DIR}/bin/nvcc_wrapper")
+  set(_compiler_args -DCMAKE_CXX_COMPILER=${_nvcc_wrapper})
 endif()
 set(KOKKOS_INSTALL_DIR "${DEQFORMER_CACHE_DIR}/install/kokkos-${_kokkos_variant}")
 set(_lammps_build "${DEQFORMER_CACHE_DIR}/build/lammps-29Sep2021-${_kokkos_variant}")
@@ -28,6 +46,7 @@ if(DEQFORMER_KOKKOS)
     CMAKE_ARGS -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=17
                -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_SHARED_LIBS=OFF
                -DCMAKE_INSTALL_PREFIX=<INSTALL_DIR> -DCMAKE_INSTALL_LIBDIR=lib ${_launcher} ${_kokkos_args}
+               ${_compiler_args}
     BUILD_COMMAND ninja -j ${_ncpu}
     INSTALL_COMMAND ninja install
     CMAKE_GENERATOR Ninja)
@@ -55,7 +74,7 @@ ExternalProject_Add(lammps
   PATCH_COMMAND ""
   CMAKE_ARGS -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DBUILD_MPI=ON -DBUILD_OMP=ON
              -DLAMMPS_EXCEPTIONS=ON -DPKG_MOLECULE=ON -DPKG_PLUGIN=ON -DPKG_EXTRA-PAIR=OFF
-             -DTorch_DIR=${Torch_DIR} ${_launcher} ${_lammps_kokkos_args} ${_lammps_test_args}
+             -DTorch_DIR=${Torch_DIR} ${_launcher} ${_lammps_kokkos_args} ${_lammps_test_args} ${_compiler_args}
   BUILD_COMMAND ninja -j ${_ncpu}
   INSTALL_COMMAND ""
   BUILD_ALWAYS ON

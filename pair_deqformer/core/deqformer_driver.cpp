@@ -100,17 +100,17 @@ torch::Tensor fixed_point(Model &model, HaloExchange &halo, const std::function<
   return best;
 }
 
-torch::Tensor start_value(const torch::Tensor &given, bool reuse, int64_t n, int64_t d, torch::Dtype dtype,
-                          const char *what)
+torch::Tensor start_value(const torch::Tensor &given, bool reuse, int64_t n, int64_t d,
+                          const torch::TensorOptions &fopt, const char *what)
 {
-  if (!reuse || !given.defined()) return torch::zeros({n, d}, torch::TensorOptions().dtype(dtype));
+  if (!reuse || !given.defined()) return torch::zeros({n, d}, fopt);
   if (given.dim() != 2 || given.size(0) != n || given.size(1) != d) {
     std::ostringstream msg;
     msg << "deqformer driver: start value " << what << " has shape " << given.sizes() << ", expected [" << n
         << ", " << d << "]";
     throw Error(msg.str());
   }
-  return given.to(dtype).contiguous().clone();
+  return given.to(fopt).contiguous().clone();
 }
 
 std::string describe(const char *what, const SolveStats &s, double tol)
@@ -143,16 +143,18 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   const int64_t n_all = graph.n_all;
   const int64_t d = model.state_dim();
   const auto dtype = model.dtype();
-  const auto fopt = torch::TensorOptions().dtype(dtype);
+  // every tensor lives on the model's device (graph tensors given elsewhere are moved there)
+  const auto fopt = torch::TensorOptions().dtype(dtype).device(model.device());
+  const auto iopt = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
   if (n < 0 || n_all < n) throw Error("deqformer driver: n_local must be in [0, n_all]");
   if (graph.types.numel() != n_all)
     throw Error("deqformer driver: types has " + std::to_string(graph.types.numel()) + " entries, n_all = " +
                 std::to_string(n_all));
 
-  const torch::Tensor types = graph.types.to(torch::kInt64).contiguous();
+  const torch::Tensor types = graph.types.to(iopt).contiguous();
   const torch::Tensor types_local = types.narrow(0, 0, n);
-  const torch::Tensor edge_index = graph.edge_index.to(torch::kInt64).contiguous();
-  const torch::Tensor edge_vec = graph.edge_vec.to(dtype).contiguous();
+  const torch::Tensor edge_index = graph.edge_index.to(iopt).contiguous();
+  const torch::Tensor edge_vec = graph.edge_vec.to(fopt).contiguous();
   const int64_t n_edges = edge_vec.size(0);
 
   // 1. per-geometry edge data and input injection
@@ -179,7 +181,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     if (n == 0) return torch::zeros({0, d}, fopt);
     return model.step(z_all, x, edge_index, attr, n);
   };
-  torch::Tensor zs = fixed_point(model, halo, step, start_value(z0, s.reuse, n, d, dtype, "z0"), s.kind, s.tol,
+  torch::Tensor zs = fixed_point(model, halo, step, start_value(z0, s.reuse, n, d, fopt, "z0"), s.kind, s.tol,
                                  s.max_iter, s.memory, s.beta, s.lam, res.forward);
   // ghost rows of z*: the best iterate is not necessarily the last one communicated
   {
@@ -223,7 +225,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     torch::NoGradGuard no_grad;
     return g + v_all.narrow(0, 0, n);
   };
-  torch::Tensor us = fixed_point(model, halo, adjoint, start_value(u0, s.reuse, n, d, dtype, "u0"), s.kind,
+  torch::Tensor us = fixed_point(model, halo, adjoint, start_value(u0, s.reuse, n, d, fopt, "u0"), s.kind,
                                  s.adjoint_tol, s.max_iter, s.memory, s.beta, s.lam, res.adjoint);
   res.time.adjoint = seconds_since(t0);
   if (!res.adjoint.converged && s.nonconvergence == NonConvergence::ERROR)

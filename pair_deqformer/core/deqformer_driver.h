@@ -48,6 +48,7 @@ struct Timings {    // wall seconds on this process
   double total = 0.0;
 };
 
+// The result tensors are on the model's device (Model::device()).
 struct Result {
   torch::Tensor atomic_energy;    // double [n_local] (eV)
   torch::Tensor edge_grad;        // double [E, 3]: dE/d(edge_vec) (eV/Angstrom); undefined without forces
@@ -66,7 +67,10 @@ class NotConverged : public Error {
 };
 
 // Runs contract steps 1-5 on this process. z0 / u0: double or model dtype [n_local, D] start values
-// (undefined tensor: zeros). Collective over the processes of `halo`.
+// (undefined tensor: zeros). Graph tensors and start values may live on any device: they are moved
+// to the model's device (a no-op when they are already there, e.g. tensors made with torch::from_blob
+// on Kokkos device memory). Collective over the processes of `halo`; the tensors handed to the halo
+// are on the model's device.
 Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSettings &settings,
                                HaloExchange &halo, const torch::Tensor &z0 = torch::Tensor(),
                                const torch::Tensor &u0 = torch::Tensor());

@@ -16,7 +16,7 @@ void SerialHalo::forward(torch::Tensor &z_all)
   if (ng == 0) return;
   const int64_t n_local = z_all.size(0) - ng;
   torch::NoGradGuard no_grad;
-  z_all.narrow(0, n_local, ng).copy_(z_all.index_select(0, owner_));
+  z_all.narrow(0, n_local, ng).copy_(z_all.index_select(0, owner_.to(z_all.device())));
 }
 
 void SerialHalo::reverse(torch::Tensor &v_all)
@@ -26,7 +26,7 @@ void SerialHalo::reverse(torch::Tensor &v_all)
   const int64_t n_local = v_all.size(0) - ng;
   torch::NoGradGuard no_grad;
   auto ghosts = v_all.narrow(0, n_local, ng).clone();
-  v_all.narrow(0, 0, n_local).index_add_(0, owner_, ghosts);
+  v_all.narrow(0, 0, n_local).index_add_(0, owner_.to(v_all.device()), ghosts);
 }
 
 }    // namespace deqformer

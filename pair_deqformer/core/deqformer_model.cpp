@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/cuda.h>
 
 namespace deqformer {
 
@@ -205,6 +206,46 @@ Model::Model(const std::string &path) : path_(path)
   defaults_.beta = to_double(path, "solver_beta", meta_["solver_beta"]);
   defaults_.lam = to_double(path, "solver_lam", meta_["solver_lam"]);
   defaults_.adjoint_tol = to_double(path, "adjoint_tol", meta_["adjoint_tol"]);
+}
+
+torch::Device parse_device(const std::string &name, int local_rank)
+{
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  if (name != "cuda" && name.rfind("cuda:", 0) != 0)
+    throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+  if (!torch::cuda::is_available())
+    throw Error("device '" + name + "' needs a LibTorch built with CUDA and a visible GPU; this LibTorch reports "
+                "no usable CUDA device (link LAMMPS against a CUDA LibTorch, or use device cpu)");
+  const int64_t ngpu = static_cast<int64_t>(torch::cuda::device_count());
+  int64_t index = local_rank % ngpu;
+  if (name != "cuda") {
+    const std::string num = name.substr(5);
+    try {
+      size_t used = 0;
+      index = std::stol(num, &used);
+      if (used != num.size()) throw std::invalid_argument(num);
+    } catch (std::exception &) {
+      throw Error("device '" + name + "': the GPU index must be an integer (cuda:0, cuda:1, ...)");
+    }
+    if (index < 0 || index >= ngpu)
+      throw Error("device '" + name + "': there are " + std::to_string(ngpu) + " visible GPUs");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+void Model::to(const torch::Device &device)
+{
+  if (device == device_) return;
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw Error("deqformer model '" + path_ + "': cannot run on " + device.str() +
+                ": this LibTorch has no usable CUDA device (link against a CUDA LibTorch and check that a GPU is "
+                "visible)");
+  try {
+    module_.to(device);
+  } catch (const std::exception &e) {
+    throw Error("deqformer model '" + path_ + "': moving it to " + device.str() + " failed: " + first_line(e.what()));
+  }
+  device_ = device;
 }
 
 const std::string &Model::meta(const std::string &key) const

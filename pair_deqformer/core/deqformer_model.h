@@ -91,6 +91,13 @@ class Model {
   torch::Tensor solver_update(int kind, const torch::Tensor &z, const torch::Tensor &fz, c10::IValue &state,
                               int64_t k, double beta, double lam);
 
+  // Where the model's methods run. Loading always reads the file onto the CPU; to() moves the weights
+  // (the same file serves CPU, OpenMP and CUDA runs). Every tensor passed in must then be on device();
+  // the driver creates its tensors there. Throws Error (naming the device and the fix) if LibTorch
+  // cannot use it, e.g. a CUDA device with a CPU-only LibTorch or without a visible GPU.
+  void to(const torch::Device &device);
+  const torch::Device &device() const { return device_; }
+
   torch::jit::Module &module() { return module_; }
 
  private:
@@ -106,6 +113,12 @@ class Model {
   torch::Dtype dtype_ = torch::kFloat64;
   SolverSettings defaults_;
   bool jit_optimize_ = false;
+  torch::Device device_ = torch::Device(torch::kCPU);
 };
+
+// The device named by `name`: "cpu", "cuda" (GPU `local_rank` modulo the number of visible GPUs, so
+// that the ranks of a node spread over its GPUs) or "cuda:N". Throws Error for other names and for
+// CUDA when LibTorch has no usable GPU.
+torch::Device parse_device(const std::string &name, int local_rank = 0);
 
 }    // namespace deqformer

@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 using namespace LAMMPS_NS;
 
@@ -68,6 +69,13 @@ class LammpsHalo : public deqformer::HaloExchange {
   PairDeqformer *pair_;
   MPI_Comm world_;
 };
+
+// utils::file_is_readable (2021) became platform::file_is_readable (2022+): use neither
+bool readable(const char *path)
+{
+  std::ifstream in(path);
+  return in.good();
+}
 
 // row pointer of a contiguous CPU float32/float64 tensor
 template <typename T> inline T *row(torch::Tensor *t, int i, int d)
@@ -122,8 +130,8 @@ void PairDeqformer::allocate()
 
 void PairDeqformer::settings(int narg, char **arg)
 {
-  static const char *keywords[] = {"tol",    "adjoint_tol", "max_iter", "reuse", "solver",
-                                   "memory", "beta",        "nonconvergence"};
+  static const char *keywords[] = {"tol",  "adjoint_tol", "max_iter",       "reuse", "solver",
+                                   "memory", "beta",      "nonconvergence", "device"};
   auto is_keyword = [&](const char *s) {
     for (const char *k : keywords)
       if (strcmp(s, k) == 0) return true;
@@ -136,11 +144,12 @@ void PairDeqformer::settings(int narg, char **arg)
   set_kind = set_max_iter = set_memory = set_tol = set_adjoint_tol = set_beta = 0;
   reuse = 1;
   nonconv_error = 0;
+  device_name = "cpu";
   while (iarg < narg) {
     if (!is_keyword(arg[iarg]))
       error->all(FLERR,
                  "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
-                 "reuse, solver, memory, beta or nonconvergence)",
+                 "reuse, solver, memory, beta, nonconvergence or device)",
                  arg[iarg]);
     if (iarg + 1 >= narg)
       error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
@@ -188,6 +197,10 @@ void PairDeqformer::settings(int narg, char **arg)
       else
         error->all(FLERR, "Illegal pair_style deqformer command: nonconvergence must be warn or error, not '{}'",
                    val);
+    } else if (key == "device") {
+      if (val != "cpu" && val != "cuda" && val.rfind("cuda:", 0) != 0)
+        error->all(FLERR, "Illegal pair_style deqformer command: device must be cpu, cuda or cuda:N, not '{}'", val);
+      device_name = val;
     }
     iarg += 2;
   }
@@ -212,7 +225,7 @@ void PairDeqformer::coeff(int narg, char **arg)
   int iarg = 2;
   if (model_file.empty()) {
     // 'pair_coeff * * H C O' without a model anywhere
-    if (narg < 3 || (narg == 2 + ntypes && !utils::file_is_readable(arg[2])))
+    if (narg < 3 || (narg == 2 + ntypes && !readable(arg[2])))
       error->all(FLERR, "Incorrect args for pair coefficients: no model file; give it in 'pair_style deqformer "
                         "model.pt' or as 'pair_coeff * * model.pt' followed by one element for each of the {} "
                         "atom types", ntypes);
@@ -268,6 +281,7 @@ void PairDeqformer::load_model(const std::string &file)
   } catch (deqformer::Error &e) {
     error->all(FLERR, "pair_style deqformer: {}", e.what());
   }
+  select_device();
   r_max = model->r_max();
   r_max_sq = r_max * r_max;
   state_dim = model->state_dim();
@@ -277,10 +291,31 @@ void PairDeqformer::load_model(const std::string &file)
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style deqformer: model {} (contract {}, {} elements: {}, r_max {} A, state dim {}, {}), "
-                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}\n",
+                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}, device {}\n",
                    file, model->meta("contract_version"), model->num_types(), model->type_names_joined(), r_max,
                    state_dim, model->dtype_name(), deqformer::solver_name(kind), tol, adjoint_tol, max_iter, solver_memory,
-                   beta, reuse ? "yes" : "no");
+                   beta, reuse ? "yes" : "no", model->device().str());
+}
+
+// keyword device: the model runs there; the graph is built on the host and moved, results come back
+// to the host, and the states/adjoints are staged through host memory for every communication
+void PairDeqformer::select_device()
+{
+  try {
+    model->to(deqformer::parse_device(device_name, node_local_rank()));
+  } catch (deqformer::Error &e) {
+    error->all(FLERR, "pair_style deqformer: {}", e.what());
+  }
+}
+
+int PairDeqformer::node_local_rank()
+{
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+  int rank = 0;
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
 }
 
 // model defaults, overridden by the keywords given to pair_style
@@ -328,11 +363,11 @@ void PairDeqformer::init_style()
 
 // the per-atom state store: created at the first init, reused by later runs while the state size
 // matches; deleted with the pair style (a new pair_style command starts from zero states)
-void PairDeqformer::ensure_state_fix()
+std::string PairDeqformer::state_fix_id()
 {
   // a fixed ID (restart files find the fix by it); the 2nd, 3rd ... deqformer sub-style of a pair
   // hybrid gets a suffix
-  fix_id = "DEQFORMER_STATE";
+  std::string id = "DEQFORMER_STATE";
   if (force->pair != this) {
     std::vector<Pair *> subs;    // the deqformer sub-styles in order (pair_match repeats a single match)
     for (int k = 1;; k++) {
@@ -341,8 +376,14 @@ void PairDeqformer::ensure_state_fix()
       subs.push_back(p);
     }
     auto pos = std::find(subs.begin(), subs.end(), static_cast<Pair *>(this)) - subs.begin();
-    if (pos > 0) fix_id += "_" + std::to_string(pos + 1);
+    if (pos > 0) id += "_" + std::to_string(pos + 1);
   }
+  return id;
+}
+
+void PairDeqformer::ensure_state_fix()
+{
+  fix_id = state_fix_id();
   int ifix = modify->find_fix(fix_id);
   if (ifix >= 0) {
     auto *f = dynamic_cast<FixDeqformerState *>(modify->fix[ifix]);
@@ -352,8 +393,9 @@ void PairDeqformer::ensure_state_fix()
     }
     modify->delete_fix(fix_id);
   }
+  // no suffix: with -sf kk this host style still wants the host store
   fix_state = dynamic_cast<FixDeqformerState *>(
-      modify->add_fix(fix_id + " all DEQFORMER/STATE " + std::to_string(state_dim)));
+      modify->add_fix(fix_id + " all DEQFORMER/STATE " + std::to_string(state_dim), 0));
   if (!fix_state) error->all(FLERR, "pair_style deqformer: could not create fix DEQFORMER/STATE");
 }
 
@@ -442,30 +484,15 @@ void PairDeqformer::compute(int eflag, int vflag)
       }
   }
 
-  deqformer::DriverSettings ds;
-  ds.kind = kind;
-  ds.tol = tol;
-  ds.adjoint_tol = adjoint_tol;
-  ds.max_iter = max_iter;
-  ds.memory = solver_memory;
-  ds.beta = beta;
-  ds.lam = lam;
-  ds.reuse = reuse != 0;
-  ds.nonconvergence = nonconv_error ? deqformer::NonConvergence::ERROR : deqformer::NonConvergence::WARN;
-
-  LammpsHalo halo(this, world);
+  const deqformer::DriverSettings ds = driver_settings();
   deqformer::Result res;
-  try {
-    res = deqformer::solve_and_differentiate(*model, graph, ds, halo, z0, u0);
-  } catch (deqformer::NotConverged &e) {
-    // convergence is decided on global residuals: every process throws
-    error->all(FLERR, "pair_style deqformer: {} (nonconvergence error; raise max_iter, loosen tol, or use "
-                      "'nonconvergence warn')",
-               e.what());
-  } catch (std::exception &e) {
-    error->one(FLERR, "pair_style deqformer: {}", e.what());
+  run_driver(graph, z0, u0, ds, res);
+  if (!model->device().is_cpu()) {    // device cuda: results to the host
+    res.atomic_energy = res.atomic_energy.cpu();
+    res.edge_grad = res.edge_grad.cpu();
+    res.z = res.z.cpu();
+    res.u = res.u.cpu();
   }
-  comm_tensor = nullptr;
 
   // ---- energies, forces, virial
   const double *e_atom = res.atomic_energy.data_ptr<double>();
@@ -509,7 +536,43 @@ void PairDeqformer::compute(int eflag, int vflag)
     std::memcpy(&st[i][1 + D], us + static_cast<int64_t>(i) * D, sizeof(double) * D);
   }
 
-  // ---- statistics and the non-convergence warning
+  record_stats(res, ds);
+}
+
+deqformer::DriverSettings PairDeqformer::driver_settings() const
+{
+  deqformer::DriverSettings ds;
+  ds.kind = kind;
+  ds.tol = tol;
+  ds.adjoint_tol = adjoint_tol;
+  ds.max_iter = max_iter;
+  ds.memory = solver_memory;
+  ds.beta = beta;
+  ds.lam = lam;
+  ds.reuse = reuse != 0;
+  ds.nonconvergence = nonconv_error ? deqformer::NonConvergence::ERROR : deqformer::NonConvergence::WARN;
+  return ds;
+}
+
+void PairDeqformer::run_driver(const deqformer::Graph &graph, const torch::Tensor &z0, const torch::Tensor &u0,
+                               const deqformer::DriverSettings &ds, deqformer::Result &res)
+{
+  LammpsHalo halo(this, world);
+  try {
+    res = deqformer::solve_and_differentiate(*model, graph, ds, halo, z0, u0);
+  } catch (deqformer::NotConverged &e) {
+    // convergence is decided on global residuals: every process throws
+    error->all(FLERR, "pair_style deqformer: {} (nonconvergence error; raise max_iter, loosen tol, or use "
+                      "'nonconvergence warn')",
+               e.what());
+  } catch (std::exception &e) {
+    error->one(FLERR, "pair_style deqformer: {}", e.what());
+  }
+  comm_tensor = nullptr;
+}
+
+void PairDeqformer::record_stats(const deqformer::Result &res, const deqformer::DriverSettings &ds)
+{
   stats[STAT_ITERS] = res.forward.iters;
   stats[STAT_ADJ_ITERS] = res.adjoint.iters;
   stats[STAT_RESIDUAL] = res.forward.residual;
@@ -540,22 +603,32 @@ void PairDeqformer::compute(int eflag, int vflag)
 
 void PairDeqformer::forward_state(void *tensor)
 {
-  comm_tensor = tensor;
+  auto *t = static_cast<torch::Tensor *>(tensor);
+  torch::Tensor host;
+  if (!t->is_cpu()) host = t->to(torch::kCPU);    // LAMMPS's host buffers pack host rows
+  comm_tensor = host.defined() ? static_cast<void *>(&host) : tensor;
 #if DEQFORMER_LAMMPS_VERSION >= 20220324
   comm->forward_comm(this);
 #else
   comm->forward_comm_pair(this);
 #endif
+  if (host.defined()) t->copy_(host);
+  comm_tensor = nullptr;
 }
 
 void PairDeqformer::reverse_state(void *tensor)
 {
-  comm_tensor = tensor;
+  auto *t = static_cast<torch::Tensor *>(tensor);
+  torch::Tensor host;
+  if (!t->is_cpu()) host = t->to(torch::kCPU);
+  comm_tensor = host.defined() ? static_cast<void *>(&host) : tensor;
 #if DEQFORMER_LAMMPS_VERSION >= 20220324
   comm->reverse_comm(this);
 #else
   comm->reverse_comm_pair(this);
 #endif
+  if (host.defined()) t->copy_(host);
+  comm_tensor = nullptr;
 }
 
 int PairDeqformer::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)

@@ -25,6 +25,12 @@ PairStyle(deqformer,PairDeqformer);
 
 namespace deqformer {
 class Model;
+struct DriverSettings;
+struct Graph;
+struct Result;
+}    // namespace deqformer
+namespace at {
+class Tensor;
 }
 
 namespace LAMMPS_NS {
@@ -56,16 +62,31 @@ class PairDeqformer : public Pair {
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
 
-  // used by the halo exchange: tensor whose rows the comm routines above pack/unpack
+  // used by the halo exchange: tensor whose rows the comm routines above pack/unpack. A tensor on
+  // a GPU (keyword device cuda) is staged through host memory for LAMMPS's host communication.
   void *comm_tensor;
-  void forward_state(void *tensor);
-  void reverse_state(void *tensor);
+  virtual void forward_state(void *tensor);
+  virtual void reverse_state(void *tensor);
 
  protected:
   virtual void allocate();
   void load_model(const std::string &file);
   void apply_settings();
-  void ensure_state_fix();
+  // moves the model to the device it runs on (keyword device; the Kokkos variant: its execution space)
+  virtual void select_device();
+  // the per-atom state store: fix DEQFORMER/STATE (the Kokkos variant: its DualView version)
+  virtual void ensure_state_fix();
+  std::string state_fix_id();
+  // the solver settings of the keywords, as the driver takes them
+  deqformer::DriverSettings driver_settings() const;
+  // runs the driver (docs/contract.md steps 1-5) with this pair style's communication; LAMMPS errors
+  // for non-convergence under 'nonconvergence error' and for model failures
+  void run_driver(const deqformer::Graph &graph, const at::Tensor &z0, const at::Tensor &u0,
+                  const deqformer::DriverSettings &ds, deqformer::Result &res);
+  // statistics vector and the non-convergence warning after an evaluation
+  void record_stats(const deqformer::Result &res, const deqformer::DriverSettings &ds);
+  // rank of this process among the processes of its node (to spread them over the node's GPUs)
+  int node_local_rank();
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;
@@ -80,6 +101,7 @@ class PairDeqformer : public Pair {
   int kind, max_iter, solver_memory;
   double tol, adjoint_tol, beta, lam;
   int reuse, nonconv_error;
+  std::string device_name;    // keyword device: cpu (default), cuda, cuda:N
   // which keywords were given (keep them over the model defaults)
   int set_kind, set_max_iter, set_memory, set_tol, set_adjoint_tol, set_beta;
 

@@ -3,6 +3,7 @@
 #include "test_common.h"
 
 #include <gmock/gmock.h>
+#include <torch/cuda.h>
 
 using deqformer::Error;
 using deqformer::Model;
@@ -104,6 +105,32 @@ TEST(Contract, SolverNames)
   } catch (const Error &e) {
     EXPECT_THAT(e.what(), HasSubstr("'newton'"));
     EXPECT_THAT(e.what(), HasSubstr("anderson, broyden or picard"));
+  }
+}
+
+TEST(Contract, DeviceSelection)
+{
+  // the model starts on the CPU; to(cpu) is a no-op; names other than cpu/cuda[:N] and CUDA without a
+  // CUDA LibTorch are refused with a message saying why
+  Model m(model_path("model_f64.pt"));
+  EXPECT_TRUE(m.device().is_cpu());
+  m.to(deqformer::parse_device("cpu"));
+  EXPECT_TRUE(m.device().is_cpu());
+  auto error_of = [](const std::string &name) -> std::string {
+    try {
+      deqformer::parse_device(name, 3);
+    } catch (const Error &e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_THAT(error_of("gpu"), HasSubstr("unknown device 'gpu': use cpu, cuda or cuda:N"));
+  if (!torch::cuda::is_available()) {
+    EXPECT_THAT(error_of("cuda"), HasSubstr("needs a LibTorch built with CUDA and a visible GPU"));
+    EXPECT_THAT(error_of("cuda:1"), HasSubstr("needs a LibTorch built with CUDA"));
+  } else {
+    EXPECT_EQ(error_of("cuda"), "");
+    EXPECT_THAT(error_of("cuda:x"), HasSubstr("must be an integer"));
   }
 }
 

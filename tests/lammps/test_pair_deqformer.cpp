@@ -186,7 +186,7 @@ Snapshot run_on(int nprocs, const std::function<Snapshot(Sim &)> &body)
       Sim s(comm);
       snap = body(s);
     } catch (LAMMPS_NS::LAMMPSException &e) {
-      snap.error = e.message;
+      snap.error = e.what();
     }
     MPI_Comm_free(&comm);
   }
