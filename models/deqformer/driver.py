@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 
+from .solvers import residual
+
 
 class SolveResult(NamedTuple):
     z: torch.Tensor
@@ -36,7 +38,7 @@ def fixed_point(module, fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Te
     best_z, best_res = z, float("inf")
     for k in range(max_iter):
         fz = fn(z)
-        res = float(((fz - z).norm(dim=1) / (fz.norm(dim=1) + 1e-12)).max())
+        res = float(residual(z, fz).max())
         if res < best_res:
             best_z, best_res = fz, res
         if res < tol or not torch.isfinite(fz).all():

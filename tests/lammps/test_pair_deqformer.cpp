@@ -6,6 +6,7 @@
 //   Parallel*  (run with 4 MPI ranks) the same structure on sub-communicators of 1, 2 and 4 ranks
 //              (orthogonal, triclinic, a slab where ranks own no atoms, and a short MD run with
 //              migration and sorting) must agree to 1e-10.
+#include "lammps_harness.h"
 #include "test_common.h"
 
 #include "atom.h"
@@ -31,22 +32,13 @@ using LAMMPS_NS::LAMMPS;
 using ::testing::HasSubstr;
 
 namespace {
+using namespace deqtest;
 
 int world_rank = 0, world_size = 1;
 
-const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
-enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5, STAT_EVALS = 6 };
 
 std::string model(const std::string &f = "model_f64.pt") { return deqtest::model_path(f); }
 std::string data(const std::string &f) { return deqtest::data_path(f); }
-std::string tmpdir()
-{
-  const char *t = std::getenv("DEQ_TEST_TMP");
-  std::string d = t ? t : "/tmp";
-  std::string cmd = "mkdir -p '" + d + "'";
-  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << d;
-  return d;
-}
 
 // One LAMMPS instance on a communicator.
 class Sim {
@@ -90,38 +82,6 @@ std::vector<std::string> setup_commands(const std::string &datafile, const std::
           "compute solver all deqformer/solver",
           "thermo_style custom step pe press c_pes c_sas c_solver[1] c_solver[2]",
           "thermo_modify format float %20.15g"};
-}
-
-// Everything a test compares, gathered over the ranks of a run, in atom-ID order.
-struct Snapshot {
-  double energy = 0.0;
-  std::vector<double> eatom, f, x, vatom, virial, stats;
-  std::string error;
-  std::vector<double> flat() const
-  {
-    std::vector<double> v = {energy};
-    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
-      v.push_back(static_cast<double>(a->size()));
-      v.insert(v.end(), a->begin(), a->end());
-    }
-    return v;
-  }
-  void unflat(const std::vector<double> &v)
-  {
-    size_t k = 0;
-    energy = v[k++];
-    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
-      size_t n = static_cast<size_t>(v[k++]);
-      a->assign(v.begin() + k, v.begin() + k + n);
-      k += n;
-    }
-  }
-};
-
-LAMMPS_NS::Compute *find_compute(LAMMPS *lmp, const char *id)
-{
-  int i = lmp->modify->find_compute(id);
-  return i >= 0 ? lmp->modify->compute[i] : nullptr;
 }
 
 // Gathers results after a `run` (the computes of setup_commands must have been invoked by thermo).

@@ -10,6 +10,7 @@
 //                    restart file of deqformer continued by deqformer/kk with its states
 //   KokkosSettings*  neigh half = neigh full; comm no (host) = comm device (Kokkos kernels); newton off
 //                    refused; device keyword of the CPU style
+#include "lammps_harness.h"
 #include "test_common.h"
 
 #include "atom.h"
@@ -36,21 +37,12 @@ using ::testing::HasSubstr;
 using deqtest::rel_diff;
 
 namespace {
+using namespace deqtest;
 
 int world_rank = 0, world_size = 1;
 int kk_threads = 1;
 
-const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
-enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5 };
 
-std::string tmpdir()
-{
-  const char *t = std::getenv("DEQ_TEST_TMP");
-  std::string d = t ? t : "/tmp";
-  std::string cmd = "mkdir -p '" + d + "'";
-  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << d;
-  return d;
-}
 
 // how LAMMPS is started: the CPU style, or the Kokkos style through the kk suffix. comm device (the
 // default on GPUs; host builds default to 'comm no') makes the states and adjoints travel through the
@@ -103,37 +95,6 @@ std::vector<std::string> setup_commands(const std::string &datafile, const std::
           "compute sas all reduce sum c_sa[1]",
           "thermo_style custom step pe press c_pes c_sas",
           "thermo_modify format float %20.15g"};
-}
-
-struct Snapshot {
-  double energy = 0.0;
-  std::vector<double> eatom, f, x, vatom, virial, stats;
-  std::string error, pair_style;
-  std::vector<double> flat() const
-  {
-    std::vector<double> v = {energy};
-    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
-      v.push_back(static_cast<double>(a->size()));
-      v.insert(v.end(), a->begin(), a->end());
-    }
-    return v;
-  }
-  void unflat(const std::vector<double> &v)
-  {
-    size_t k = 0;
-    energy = v[k++];
-    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
-      size_t n = static_cast<size_t>(v[k++]);
-      a->assign(v.begin() + k, v.begin() + k + n);
-      k += n;
-    }
-  }
-};
-
-LAMMPS_NS::Compute *find_compute(LAMMPS *lmp, const char *id)
-{
-  int i = lmp->modify->find_compute(id);
-  return i >= 0 ? lmp->modify->compute[i] : nullptr;
 }
 
 Snapshot gather(Sim &s)

@@ -1,0 +1,61 @@
+// Pieces shared by the LAMMPS integration tests of deqformer and deqformer/kk: solver settings, the
+// indices of compute deqformer/solver, a scratch folder, and the per-run result record.
+#pragma once
+
+#include "compute.h"
+#include "lammps.h"
+#include "modify.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace deqtest {
+
+inline const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
+enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5, STAT_EVALS = 6 };
+
+inline std::string tmpdir()
+{
+  const char *t = std::getenv("DEQ_TEST_TMP");
+  std::string d = t ? t : "/tmp";
+  std::string cmd = "mkdir -p '" + d + "'";
+  if (std::system(cmd.c_str()) != 0) ADD_FAILURE() << "cannot create " << d;
+  return d;
+}
+
+// Everything a test compares, gathered over the ranks of a run, in atom-ID order.
+struct Snapshot {
+  double energy = 0.0;
+  std::vector<double> eatom, f, x, vatom, virial, stats;
+  std::string error, pair_style;
+  std::vector<double> flat() const
+  {
+    std::vector<double> v = {energy};
+    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
+      v.push_back(static_cast<double>(a->size()));
+      v.insert(v.end(), a->begin(), a->end());
+    }
+    return v;
+  }
+  void unflat(const std::vector<double> &v)
+  {
+    size_t k = 0;
+    energy = v[k++];
+    for (auto *a : {&eatom, &f, &x, &vatom, &virial, &stats}) {
+      size_t n = static_cast<size_t>(v[k++]);
+      a->assign(v.begin() + k, v.begin() + k + n);
+      k += n;
+    }
+  }
+};
+
+inline LAMMPS_NS::Compute *find_compute(LAMMPS_NS::LAMMPS *lmp, const char *id)
+{
+  int i = lmp->modify->find_compute(id);
+  return i >= 0 ? lmp->modify->compute[i] : nullptr;
+}
+
+}    // namespace deqtest
