@@ -36,7 +36,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -126,7 +126,8 @@ class TrainConfig:
     lr_scheduler_name: str = "none"
     lr_scheduler_patience: int = 10
     lr_scheduler_factor: float = 0.5
-    lr_scheduler_T_max: Optional[int] = None
+    lr_scheduler_T_max: Optional[int] = None     # epochs; None with lr_scheduler_T_max_auto
+    lr_scheduler_T_max_auto: bool = False         # 'auto': fit the cosine into max_time_minutes
     lr_scheduler_eta_min: float = 0.0
     early_stopping_patiences: Dict[str, int] = field(default_factory=dict)
     early_stopping_lower_bounds: Dict[str, float] = field(default_factory=dict)
@@ -502,8 +503,14 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     cfg.lr_scheduler_factor = _as_float("lr_scheduler_factor", get("lr_scheduler_factor", 0.5), positive=True)
     if not cfg.lr_scheduler_factor < 1.0:
         raise _bad("lr_scheduler_factor", get("lr_scheduler_factor"), "a number in (0, 1)")
-    if get("lr_scheduler_T_max") is not None:
-        cfg.lr_scheduler_T_max = _as_int("lr_scheduler_T_max", get("lr_scheduler_T_max"), minimum=1)
+    t_max = get("lr_scheduler_T_max")
+    if isinstance(t_max, str) and t_max.strip().lower() == "auto":
+        if get("max_time_minutes") is None:
+            raise _bad("lr_scheduler_T_max", t_max, "a number of epochs ('auto' needs max_time_minutes: it "
+                       "fits the cosine into that time budget from the first epoch's duration)")
+        cfg.lr_scheduler_T_max_auto = True
+    elif t_max is not None:
+        cfg.lr_scheduler_T_max = _as_int("lr_scheduler_T_max", t_max, minimum=1)
     cfg.lr_scheduler_eta_min = _as_float("lr_scheduler_eta_min", get("lr_scheduler_eta_min", 0.0), nonneg=True)
 
     esp = get("early_stopping_patiences") or {}
@@ -540,8 +547,35 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     return cfg
 
 
-def load_config(path: Union[str, Path], *, warn_unknown: bool = True) -> TrainConfig:
-    """Read and validate a YAML config file. Relative paths inside resolve against its folder."""
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` strings (VALUE read as YAML; ``model.KEY`` reaches into the model block) applied to a
+    raw config mapping, e.g. ``run_name=explicit`` ``model.mode=explicit``."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. run_name=test or model.mode=explicit")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({e})") from None
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            if not isinstance(node[p], dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a mapping in the config")
+            node = node[p]
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: Union[str, Path], *, warn_unknown: bool = True,
+                overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read and validate a YAML config file (then ``overrides``, see ``apply_overrides``). Relative paths
+    inside resolve against its folder."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -553,6 +587,10 @@ def load_config(path: Union[str, Path], *, warn_unknown: bool = True) -> TrainCo
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if raw is None:
         raise ConfigError(f"config file {path} is empty")
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} is not a mapping of keys")
+        raw = apply_overrides(raw, overrides)
     try:
         return parse_config(raw, base_dir=path.resolve().parent, config_path=path, warn_unknown=warn_unknown)
     except ConfigError as e:

@@ -6,7 +6,7 @@ the LAMMPS pair style does (docs/contract.md, "Driving the model"):
 
   1. attr = edge_features(edge_vec); x = inject(attr)
   2. forward solve   z* = f(z*)                          (solver_update per iteration)
-  3. adjoint solve   u* = dE/dz* + J^T u*                 (adjoint_step per iteration)
+  3. adjoint solve   u* = dE/dz* + J^T u*                 (a VJP through f(z*)'s retained graph per iteration)
   4. forces          dE/d(edge_vec) = edge_grad(z*, u*)   scattered onto atoms
 
 Training additionally needs parameter gradients; ``evaluate_model`` builds them with the Lagrangian
@@ -45,6 +45,12 @@ def fixed_point(module, fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Te
             return SolveResult(best_z, k + 1, best_res, res < tol)
         z, state = module.solver_update(kind, z, fz, state, k, beta, lam)
     return SolveResult(best_z, max_iter, best_res, False)
+
+
+def retained_vjp(fz: torch.Tensor, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """u^T df/dz through the retained graph of fz = f(z) (zeros where f does not depend on z)."""
+    g = torch.autograd.grad([fz], [z], grad_outputs=[u], retain_graph=True, allow_unused=True)[0]
+    return torch.zeros_like(z) if g is None else g
 
 
 def edge_vectors(pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor) -> torch.Tensor:
@@ -98,9 +104,14 @@ def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge
     g = module.energy_grad_z(zs, types)
     if u0 is None:
         u0 = torch.zeros_like(g)
-    adj = fixed_point(module, lambda u: g + module.adjoint_step(zs, x, edge_index, attr, u, n), u0,
-                      settings.kind, settings.adjoint_tol, settings.max_iter, settings.memory, settings.beta,
-                      settings.lam)
+    # f(z*) once with its graph; each adjoint iteration is a vector-Jacobian product through it
+    # (= adjoint_step(z*, ..., u), without re-running the forward pass), as the C++ driver does
+    z_req = zs.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        f_graph = module.step(z_req, x, edge_index, attr, n)
+    adj = fixed_point(module, lambda u: g + retained_vjp(f_graph, z_req, u), u0, settings.kind, settings.adjoint_tol,
+                      settings.max_iter, settings.memory, settings.beta, settings.lam)
+    del f_graph
     dvec = module.edge_grad(zs, adj.z, types, edge_index, vec, n)
     out.update({"u": adj.z, "adjoint_iters": torch.tensor(adj.iters), "adjoint_residual": torch.tensor(adj.residual),
                 "forces": -scatter_edge_grad(dvec, edge_index, n), "edge_grad": dvec})
@@ -167,7 +178,11 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
             energy = _frame_sum(e_atom, bidx, nf)
             if compute_forces or training:
                 g = model.energy_grad_z(zs, types)
-                adj = fixed_point(model, lambda uu: g + model.adjoint_step(zs, xd, ei, attrd, uu, n),
+                # f(z*) with its graph (to z*, and to positions/parameters for the Lagrangian below); the
+                # adjoint iterations are vector-Jacobian products through it, no forward re-evaluation
+                zin = zs.clone().requires_grad_(True)
+                fz = model.step(zin, x, ei, attr, n)
+                adj = fixed_point(model, lambda uu: g + retained_vjp(fz, zin, uu),
                                   u0 if u0 is not None else torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
                                   int(c["solver_max_iter"]), mem, beta, lam)
                 u = adj.z.detach()
@@ -175,8 +190,6 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                 stats["adjoint_iters"] = torch.tensor(float(adj.iters))
                 jac_w = float(c["jac_reg_weight"])
                 want_jac = training and jac_w > 0.0 and float(torch.rand(())) < float(c["jac_reg_freq"])
-                zin = zs.clone().requires_grad_(True) if training else zs
-                fz = model.step(zin, x, ei, attr, n)
                 if training:
                     # u* re-expressed as one adjoint step, u = dE/dz + J^T u*, built with the graph: same
                     # value (so forces stay exact), but the parameters (the readout above all) now see

@@ -209,15 +209,24 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     return res;
   }
 
-  // 4. adjoint solve u = g + J^T u (autograd inside the model: grad mode on)
+  // 4. adjoint solve u = g + J^T u (autograd inside the model: grad mode on). f(z*) is evaluated once
+  //    with its graph; every iteration is then one vector-Jacobian product through that retained graph,
+  //    the value of adjoint_step(z*_all, ..., u) without re-running the forward pass (docs/contract.md).
   torch::AutoGradMode grad_on(true);
   torch::Tensor g = n > 0 ? model.energy_grad_z(zs, types_local).detach() : torch::zeros({0, d}, fopt);
   res.time.energy = seconds_since(t0);
   t0 = Clock::now();
+  torch::Tensor z_req, f_graph;
+  if (n > 0) {
+    z_req = z_all.detach().clone().requires_grad_(true);
+    f_graph = model.step(z_req, x, edge_index, attr, n);
+  }
   auto adjoint = [&](const torch::Tensor &u) -> torch::Tensor {
     torch::Tensor v_all;
     if (n > 0) {
-      v_all = model.adjoint_step(z_all, x, edge_index, attr, u, n).detach().contiguous();
+      auto grads = torch::autograd::grad({f_graph}, {z_req}, {u}, /*retain_graph=*/true, /*create_graph=*/false,
+                                         /*allow_unused=*/true);
+      v_all = grads[0].defined() ? grads[0].detach().contiguous() : torch::zeros({n_all, d}, fopt);
     } else {
       v_all = torch::zeros({n_all, d}, fopt);
     }
@@ -227,6 +236,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   };
   torch::Tensor us = fixed_point(model, halo, adjoint, start_value(u0, s.reuse, n, d, fopt, "u0"), s.kind,
                                  s.adjoint_tol, s.max_iter, s.memory, s.beta, s.lam, res.adjoint);
+  f_graph = torch::Tensor();    // frees the retained graph
   res.time.adjoint = seconds_since(t0);
   if (!res.adjoint.converged && s.nonconvergence == NonConvergence::ERROR)
     throw NotConverged("deqformer: " + describe("adjoint", res.adjoint, s.adjoint_tol));

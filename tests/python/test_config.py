@@ -271,3 +271,17 @@ def test_units_module():
     assert units.force_factor("Hartree", "Bohr") == pytest.approx(27.211386245988 / 0.529177210903)
     with pytest.raises(ValueError):
         units.energy_factor("furlong")
+
+
+def test_command_line_overrides(tmp_path):
+    text = "dataset: npz\ndataset_file_name: d.npz\nchemical_symbols: [H, C, O]\nr_max: 4.0\nrun_name: a\nn_train: 5\nn_val: 2\n" \
+           "model: {irreps: 8x0e+4x1o+2x2e}\n"
+    path = write(tmp_path, text)
+    cfg = load_config(path, overrides=["run_name=explicit", "model.mode=explicit", "model.explicit_layers=3",
+                                       "learning_rate=1e-3"])
+    assert cfg.run_name == "explicit" and cfg.learning_rate == pytest.approx(1e-3)
+    assert cfg.model == {"irreps": "8x0e+4x1o+2x2e", "mode": "explicit", "explicit_layers": 3}
+    for bad, msg in (("run_name", "KEY=VALUE"), ("=3", "KEY=VALUE"), ("r_max=[1", "not valid YAML"),
+                     ("r_max.x=1", "not a mapping")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(path, overrides=[bad])

@@ -7,6 +7,7 @@ import torch
 
 from deqformer import CONTRACT_VERSION
 from deqformer.deploy import REQUIRED_KEYS, deploy, load_deployed
+from deqformer.driver import retained_vjp
 from modelkit import aspirin_geometry, make_batch, tiny_model
 
 
@@ -45,6 +46,15 @@ def test_contract_methods_and_shapes(tmp_path):
     assert mod.atomic_energy(z, b["atom_types"]).shape == (n,)
     assert mod.energy_grad_z(z, b["atom_types"]).shape == (n, d)
     assert mod.adjoint_step(z, x, ei, attr, z, n).shape == (n, d)
+    # the drivers' retained-graph vector-Jacobian product is adjoint_step (to rounding: the JIT may fuse ops)
+    zf = mod.step(z, x, ei, attr, n)
+    zr = zf.clone().requires_grad_(True)
+    with torch.enable_grad():
+        f_graph = mod.step(zr, x, ei, attr, n)
+    for seed in range(3):
+        u = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(retained_vjp(f_graph, zr, u), mod.adjoint_step(zf, x, ei, attr, u, n),
+                                   rtol=1e-12, atol=1e-12)
     assert mod.edge_grad(z, z, b["atom_types"], ei, vec, n).shape == (ei.shape[1], 3)
     state = mod.solver_init(z, 0, 5)
     z2, state = mod.solver_update(0, z, x, state, 0, 1.0, 1e-6)

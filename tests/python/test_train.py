@@ -306,6 +306,39 @@ def test_max_time_stops_after_first_epoch(tmp_path):
     assert res2["last_epoch"] == 1
 
 
+def test_cosine_auto_fits_the_time_budget(tmp_path, monkeypatch):
+    """lr_scheduler_T_max: auto spans the cosine over the epochs that fit max_time_minutes (re-fitted after
+    every epoch from the mean epoch duration); the run stops before an epoch that would end past the limit,
+    and the lr has then been annealed. Time is simulated: the first epoch 'takes' 20 s, the others 10 s,
+    of a 1-minute budget."""
+    from deqformer.train import trainer as trainer_mod
+    clock = {"t": 1000.0, "n": 0}
+    real_epoch = trainer_mod.Trainer.train_epoch
+
+    def slow_epoch(self, *a, **kw):
+        clock["t"] += 20.0 if clock["n"] == 0 else 10.0
+        clock["n"] += 1
+        return real_epoch(self, *a, **kw)
+
+    monkeypatch.setattr(trainer_mod.time, "time", lambda: clock["t"])
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", slow_epoch)
+    cfg = parse_config(config_dict(tmp_path, max_epochs=100, max_time_minutes=1.0, learning_rate=0.01,
+                                   lr_scheduler_name="CosineAnnealingLR", lr_scheduler_T_max="auto",
+                                   lr_scheduler_eta_min=1e-4), tmp_path)
+    res = quiet_trainer(cfg).run()
+    # epochs end at 20, 30, 40, 50, 60 s; a 6th would end past 60 s
+    assert res["last_epoch"] == 5 and "time limit" in res["stop_reason"]
+    ck = load_checkpoint(cfg.run_dir / "last.pth")
+    # after epoch 5: mean epoch 12 s, nothing left -> the cosine ends with the run
+    assert ck["scheduler"]["t_max"] == 5
+    lrs = [float(r["lr"]) for r in read_csv(cfg.run_dir / "metrics_epoch.csv")]
+    assert lrs[0] == pytest.approx(0.01) and lrs == sorted(lrs, reverse=True) and lrs[-2] > 1e-4
+    assert lrs[-1] == pytest.approx(1e-4)  # the last epoch that fits runs at eta_min
+    with pytest.raises(ConfigError, match="lr_scheduler_T_max.*max_time_minutes"):
+        parse_config(config_dict(tmp_path, lr_scheduler_name="CosineAnnealingLR", lr_scheduler_T_max="auto"),
+                     tmp_path)
+
+
 def test_early_stopping_and_lr_bound(tmp_path):
     # lr so small that the weights cannot change: the validation loss never improves after epoch 1
     cfg = parse_config(config_dict(tmp_path, max_epochs=20, learning_rate=1e-300,

@@ -1,4 +1,4 @@
-"""``deqformer-train config.yaml [--resume] [--max-time-minutes M] [--device cpu]``."""
+"""``deqformer-train config.yaml [--resume] [--max-time-minutes M] [--device cpu] [--set KEY=VALUE ...]``."""
 from __future__ import annotations
 
 import argparse
@@ -18,9 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from root/run_name/last.pth (a new run if there is none yet)")
     p.add_argument("--max-time-minutes", type=float, default=None,
-                   help="stop cleanly after the epoch that passes this wall time (overrides max_time_minutes)")
+                   help="wall-time budget: no epoch starts that would end past it, judged by the last epoch's "
+                        "duration (overrides max_time_minutes)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: config 'device' or cpu)")
     p.add_argument("--max-epochs", type=int, default=None, help="override max_epochs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (VALUE in YAML; model.KEY for the model block), e.g. "
+                        "--set run_name=explicit --set model.mode=explicit; repeatable")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return p
 
@@ -40,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         apply_num_threads_env()
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, overrides=args.set)
         if args.max_epochs is not None:
             if args.max_epochs < 0:
                 raise ConfigError(f"--max-epochs: got {args.max_epochs}, expected an integer >= 0")

@@ -75,6 +75,23 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+class TimeBudgetCosine(torch.optim.lr_scheduler._LRScheduler):
+    """Cosine annealing whose length ``t_max`` (epochs) may change between epochs (``lr_scheduler_T_max:
+    auto`` re-fits it to the time budget): the lr is computed in closed form from the epoch count,
+    eta_min + (base - eta_min) (1 + cos(pi min(epoch / t_max, 1))) / 2, so a new t_max never makes it
+    jump back up, and it stays at eta_min past the end. ``t_max`` is saved with the scheduler."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, t_max: int, eta_min: float = 0.0):
+        self.t_max = int(t_max)
+        self.eta_min = float(eta_min)
+        super().__init__(optimizer)
+
+    def get_lr(self) -> List[float]:
+        frac = min(self.last_epoch / max(self.t_max, 1), 1.0)
+        return [self.eta_min + (base - self.eta_min) * 0.5 * (1.0 + math.cos(math.pi * frac))
+                for base in self.base_lrs]
+
+
 class Trainer:
     """Trains a model described by a :class:`TrainConfig`.
 
@@ -131,10 +148,18 @@ class Trainer:
         if c.lr_scheduler_name == "ReduceLROnPlateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.lr_scheduler_factor,
                                                               patience=c.lr_scheduler_patience)
+        if c.lr_scheduler_name == "CosineAnnealingLR" and c.lr_scheduler_T_max_auto:
+            return TimeBudgetCosine(optimizer, t_max=max(c.max_epochs, 1), eta_min=c.lr_scheduler_eta_min)
         if c.lr_scheduler_name == "CosineAnnealingLR":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.lr_scheduler_T_max or max(c.max_epochs, 1),
                                                               eta_min=c.lr_scheduler_eta_min)
         return None
+
+    def _auto_t_max(self, epoch: int, epoch_s: float, elapsed_s: float) -> int:
+        """Length in epochs of a cosine that ends inside the time budget: the epochs done plus those that
+        fit in the time left at the mean epoch duration so far (5 % margin for slower epochs)."""
+        left_s = 60.0 * float(self.max_time_minutes) - elapsed_s
+        return max(epoch, epoch + int(0.95 * left_s / max(epoch_s, 1e-9)))
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         c = self.cfg
@@ -369,6 +394,7 @@ class Trainer:
         epoch = start_epoch
         wall_base = state["wall_time_s"]
         t_loop = time.time()
+        wall_prev = wall_base
         for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
             tr = self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
             if ema is not None:
@@ -378,6 +404,13 @@ class Trainer:
                 va = self.validate(model, val_loader, names)
             lr = optimizer.param_groups[0]["lr"]
             val_loss = float(va["loss"])
+            if isinstance(scheduler, TimeBudgetCosine):
+                # re-fit the cosine's length to the time left, from the mean epoch duration so far
+                done_s = time.time() - t_loop
+                t_max = self._auto_t_max(epoch, done_s / (epoch - start_epoch), time.time() - t_start)
+                if t_max != scheduler.t_max:
+                    self.log(f"lr_scheduler_T_max: auto -> {t_max} epochs fit in {self.max_time_minutes:g} minutes")
+                scheduler.t_max = t_max
             if scheduler is not None:
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
@@ -420,13 +453,19 @@ class Trainer:
             if "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
                 stop_reason = f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
                 break
+            epoch_s = state["wall_time_s"] - wall_prev
+            wall_prev = state["wall_time_s"]
             lr_now = optimizer.param_groups[0]["lr"]
             if "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
                 stop_reason = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
                 break
-            if self.max_time_minutes is not None and (time.time() - t_start) / 60.0 >= self.max_time_minutes:
-                stop_reason = f"time limit of {self.max_time_minutes:g} minutes reached"
-                break
+            if self.max_time_minutes is not None:
+                # stop before an epoch that would end past the limit (the last one's duration predicts it)
+                left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
+                if left_s < epoch_s:
+                    stop_reason = (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
+                                   f"less than an epoch ({epoch_s:.0f} s)")
+                    break
         else:
             epoch = max(epoch, start_epoch)
 
