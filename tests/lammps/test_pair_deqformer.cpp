@@ -441,6 +441,52 @@ TEST(Serial, FiniteDifferenceForces)
               s.eatom.size() / 2);
 }
 
+// bounds of the NVE test below (measured: see the test's [ info ] line and the closing note of the pair-style work)
+constexpr double NVE_MAX_DEV_MEV_PER_ATOM = 0.5;
+constexpr double NVE_MAX_DRIFT_MEV_PER_ATOM_PS = 0.5;
+
+TEST(Serial, EnergyConservationNVE)
+{
+  // NVE of one aspirin molecule, 0.5 fs, 500 K, 0.5 ps with reuse: exact adjoint forces conserve the total
+  // energy. The bound is a few times what the test model gives (fluctuation and linear drift); a force
+  // that is not the gradient of the energy (e.g. a missing adjoint term) breaks it by orders of magnitude.
+  const int chunks = 20, per_chunk = 50;
+  Snapshot s = run_on(1, [&](Sim &sim) {
+    sim.cmds(setup_commands("aspirin_1.data", "tol 1e-8"));
+    sim.cmds({"velocity all create 500 4928459 mom yes rot yes dist gaussian", "fix nve all nve",
+              "timestep 0.0005", "thermo_style custom step etotal", "run 0"});
+    Snapshot out = gather(sim);
+    std::vector<double> e = {lammps_get_thermo(sim.lmp, "etotal")};
+    for (int k = 0; k < chunks; k++) {
+      sim.cmd("run " + std::to_string(per_chunk) + " pre no post no");
+      e.push_back(lammps_get_thermo(sim.lmp, "etotal"));
+    }
+    out.eatom = e;
+    return out;
+  });
+  ASSERT_EQ(s.error, "");
+  const auto &e = s.eatom;
+  const double natoms = 21.0, dt_ps = 0.0005 * per_chunk;
+  double max_dev = 0.0, st = 0.0, stt = 0.0, se = 0.0, ste = 0.0;
+  for (size_t k = 0; k < e.size(); k++) {
+    max_dev = std::max(max_dev, std::abs(e[k] - e[0]));
+    const double t = k * dt_ps;
+    st += t;
+    stt += t * t;
+    se += e[k];
+    ste += t * e[k];
+  }
+  const double m = static_cast<double>(e.size());
+  const double slope = (m * ste - st * se) / (m * stt - st * st);    // eV / ps
+  if (world_rank == 0)
+    std::printf("[ info ] NVE 0.5 ps, 0.5 fs, test model: max |E - E0| = %.3e eV (%.3f meV/atom), drift %.3e "
+                "meV/atom/ps
+",
+                max_dev, 1e3 * max_dev / natoms, 1e3 * slope / natoms);
+  EXPECT_LT(1e3 * max_dev / natoms, NVE_MAX_DEV_MEV_PER_ATOM);
+  EXPECT_LT(std::abs(1e3 * slope / natoms), NVE_MAX_DRIFT_MEV_PER_ATOM_PS);
+}
+
 TEST(Serial, BadInputs)
 {
   auto base = setup_commands("aspirin_1.data");
