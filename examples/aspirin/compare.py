@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side comparison of aspirin potentials in LAMMPS: deqformer (reuse on/off, float64/float32,
-its explicit unrolled mode) and, where installed, Allegro.
+"""Side-by-side comparison of aspirin potentials in LAMMPS: deqformer (reuse on/off, float64/float32)
+and, where installed, Allegro. (deqformer's explicit unrolled mode is not deployable; it is compared in
+Python by benchmarks/deq_vs_explicit.py.)
 
 Every variant is measured the same way, through LAMMPS itself:
   * held-out accuracy: `rerun` of frames of the unseen test trajectory (out/data/aspirin_test_md.npz)
@@ -13,10 +14,9 @@ One table comes out: out/compare/comparison.md (and .csv, and the raw numbers in
 
     .venv/bin/python compare.py                        # deqformer variants only
     .venv/bin/python compare.py --allegro-lmp /path/to/lmp_with_pair_allegro --allegro-model aspirin.pth
-    .venv/bin/python compare.py --explicit out/explicit.pt   # also the explicit (unrolled) model
 
 Options --nvt/--nve/--box-steps/--frames set the run lengths (defaults: 1000 NVT + 4000 NVE steps,
-20 box steps, 300 test frames).
+20 box steps, 300 test frames; about 5 minutes per variant on 2 cores).
 """
 import argparse
 import csv
@@ -167,7 +167,6 @@ def main():
     ap.add_argument("--lmp", type=Path, default=ROOT / "build/bin/lmp")
     ap.add_argument("--model", type=Path, default=HERE / "out/aspirin.pt", help="deployed deqformer, float64")
     ap.add_argument("--model-f32", type=Path, default=HERE / "out/aspirin_f32.pt")
-    ap.add_argument("--explicit", type=Path, default=None, help="deployed deqformer model trained in explicit mode")
     ap.add_argument("--allegro-lmp", type=Path, default=None, help="a LAMMPS executable with pair_style allegro")
     ap.add_argument("--allegro-model", type=Path, default=None, help="an Allegro model from nequip-deploy")
     ap.add_argument("--test-npz", type=Path, default=HERE / "out/data/aspirin_test_md.npz")
@@ -190,9 +189,6 @@ def main():
     if a.model_f32.exists():
         variants.append(Variant("deqformer_f32_reuse", a.lmp, [dq[0].format(m=a.model_f32, r="yes"), dq[1]],
                                 "in.aspirin", ["-var", "reuse", "yes"], a.model_f32))
-    if a.explicit is not None:
-        variants.append(Variant("deqformer_explicit", a.lmp, [dq[0].format(m=a.explicit, r="yes"), dq[1]],
-                                "in.aspirin", ["-var", "reuse", "yes"], a.explicit))
     notes = []
     if a.allegro_lmp and a.allegro_model:
         if not (a.allegro_lmp.exists() and a.allegro_model.exists()):

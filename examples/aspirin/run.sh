@@ -3,7 +3,9 @@
 #   data split -> train (small CPU preset, <= 40 min) -> evaluate on a later, unseen part of the
 #   trajectory -> deploy -> LAMMPS MD (NVT 500 K then NVE; reuse on and off) -> 27-molecule box on
 #   2 MPI ranks -> plots. Everything lands in examples/aspirin/out/.
-# Environment: NVT_STEPS, NVE_STEPS, BOX_STEPS, RETRAIN=1 (train again even if out/train finished).
+# Environment: NVT_STEPS (1000), NVE_STEPS (4000), COLD_STEPS (400), BOX_STEPS (40), BOX_NVE_STEPS (20),
+# BOX_MIN_STEPS (20), RETRAIN=1 (train again even if out/train finished). The defaults keep the whole job
+# (cold build and 40-minute training included) inside 75 minutes on 2 cores; longer runs: raise them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -41,13 +43,13 @@ stamp "4/6 evaluate on the unseen test trajectory (frames 4000-4899) and on the 
 
 stamp "5/6 LAMMPS: one molecule, NVT 500 K then NVE, reuse on; and a cold-start (reuse no) NVT run"
 "$lmp" -in in.aspirin -log "$out/log.aspirin" -screen none -var model "$out/aspirin.pt" -var reuse yes \
-  -var nvt "${NVT_STEPS:-2000}" -var nve "${NVE_STEPS:-10000}" -var tag reuse
+  -var nvt "${NVT_STEPS:-1000}" -var nve "${NVE_STEPS:-4000}" -var tag reuse
 "$lmp" -in in.aspirin -log "$out/log.aspirin_cold" -screen none -var model "$out/aspirin.pt" -var reuse no \
-  -var nvt "${COLD_STEPS:-1000}" -var nve 0 -var tag cold
+  -var nvt "${COLD_STEPS:-400}" -var nve 0 -var tag cold
 stamp "   27 molecules (dilute box) on 2 MPI ranks"
 mpirun -np 2 --oversubscribe $( [ "$(id -u)" = 0 ] && echo --allow-run-as-root ) -x OMP_NUM_THREADS=1 \
   "$lmp" -in in.aspirin_box -log "$out/log.aspirin_box" -screen none -var model "$out/aspirin.pt" \
-  -var nvt "${BOX_STEPS:-200}" -var nve "${BOX_NVE_STEPS:-100}" -var tag box
+  -var nvt "${BOX_STEPS:-40}" -var nve "${BOX_NVE_STEPS:-20}" -var minsteps "${BOX_MIN_STEPS:-20}" -var tag box
 
 stamp "6/6 plots"
 "$venv/python" analysis.py "$out"

@@ -142,13 +142,14 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
     if need_pos_grad and not pos.requires_grad:
         pos = pos.detach().requires_grad_(True)
     vec = edge_vectors(pos, ei, batch["edge_shift"])
-    attr = model.edge_features(vec, types, ei)
-    x = model.inject(types, ei, attr, n)
+    # unpacked edge data on the differentiable path (model.edge_parts); packed attr for the no-grad solves
+    parts = model.edge_parts(vec, types, ei)
+    x = model.inject_parts(types, ei, parts, n)
     stats: Dict[str, torch.Tensor] = {}
     if model.explicit:
         z = torch.zeros_like(x)
         for b in range(model.n_blocks):
-            z = model.explicit_step(b, z, x, ei, attr, n)
+            z = model.step_parts(b, z, x, ei, parts, n)
         e_atom = model.atomic_energy(z, types)
         energy = _frame_sum(e_atom, bidx, nf)
         stats["solver_iters"] = torch.tensor(float(model.n_blocks))
@@ -157,7 +158,8 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
         if tol is None:
             tol = c["solver_tol"] if training else c["deploy_tol"]
         kind, mem, beta, lam = model.solver_code, model.solver_memory, model.solver_beta, model.solver_lam
-        xd, attrd = x.detach(), attr.detach()
+        xd = x.detach()
+        attrd = model.pack_edge_attr(tuple(p.detach() for p in parts))
         with torch.no_grad():
             start = z0 if z0 is not None else torch.zeros_like(x)
             fwd = fixed_point(model, lambda zz: model.step(zz, xd, ei, attrd, n), start, kind, tol,
@@ -170,7 +172,7 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
             z = zs
             lam_d = float(c["phantom_damping"])
             for _ in range(int(c["phantom_steps"])):
-                z = (1.0 - lam_d) * z + lam_d * model.step(z, x, ei, attr, n)
+                z = (1.0 - lam_d) * z + lam_d * model.step_parts(0, z, x, ei, parts, n)
             e_atom = model.atomic_energy(z, types)
             energy = _frame_sum(e_atom, bidx, nf)
         else:
@@ -181,7 +183,7 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                 # f(z*) with its graph (to z*, and to positions/parameters for the Lagrangian below); the
                 # adjoint iterations are vector-Jacobian products through it, no forward re-evaluation
                 zin = zs.clone().requires_grad_(True)
-                fz = model.step(zin, x, ei, attr, n)
+                fz = model.step_parts(0, zin, x, ei, parts, n)
                 adj = fixed_point(model, lambda uu: g + retained_vjp(fz, zin, uu),
                                   u0 if u0 is not None else torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
                                   int(c["solver_max_iter"]), mem, beta, lam)

@@ -157,19 +157,55 @@ class DEQFormer(nn.Module):
         """The deployed file's metadata (docs/contract.md); filled by deqformer.deploy."""
         return self.deploy_metadata
 
-    @torch.jit.export
-    def edge_features(self, edge_vec: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        """[E, 3] edge vectors r_j - r_i (i = edge_index[0]) -> opaque per-edge attributes [E, A]."""
+    def edge_parts(self, edge_vec: torch.Tensor, types: torch.Tensor,
+                   edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-edge data as separate tensors: (Y [E, 9], message geometry [E, G], envelope [E],
+        injection weights [E, Cm, 3], block weights [E, n_blocks Cm P]). Differentiable paths use these
+        directly (no slices of one packed tensor: a slice's backward zero-fills the whole packed width)."""
         r = torch.linalg.norm(edge_vec, dim=1)
         sh = spherical_harmonics(edge_vec / r[:, None])
         env = self.envelope(r)
         emb = self.type_embed(types)
         rin = torch.cat([self.basis(r) * env[:, None], emb.index_select(0, edge_index[0]),
                          emb.index_select(0, edge_index[1])], dim=1)
-        w = self.radial(rin)
-        w = torch.cat([w[:, :3 * self.cm] * env[:, None], w[:, 3 * self.cm:]], dim=1)
+        w_inj, w_blk = torch.split(self.radial(rin), [3 * self.cm, self.n_blocks * self.cm * self.msg_width], dim=1)
+        w_inj = (w_inj * env[:, None]).reshape(-1, self.cm, 3)
         geom = self.block.attn.tp.edge_geometry(sh)       # once per geometry, not per solver iteration
-        return torch.cat([geom, env[:, None], w], dim=1)
+        return sh, geom, env, w_inj, w_blk
+
+    def pack_edge_attr(self, parts: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+                       ) -> torch.Tensor:
+        """edge_attr = [geometry | envelope | injection weights | block weights] (the contract's opaque attr)."""
+        sh, geom, env, w_inj, w_blk = parts
+        return torch.cat([geom, env[:, None], w_inj.reshape(w_inj.shape[0], -1), w_blk], dim=1)
+
+    def inject_parts(self, types: torch.Tensor, edge_index: torch.Tensor,
+                     parts: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                     n_local: int) -> torch.Tensor:
+        return self.inject_net(self.type_embed(types[:n_local]), edge_index, parts[0], parts[3], n_local)
+
+    def step_parts(self, b: int, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor,
+                   parts: Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                   n_local: int) -> torch.Tensor:
+        """Block b (0 = the implicit block) applied to z with the unpacked edge data."""
+        w_blk = parts[4]
+        if self.n_blocks == 1:
+            w = w_blk.reshape(-1, self.cm, self.msg_width)
+        else:
+            w = torch.split(w_blk, self.cm * self.msg_width, dim=1)[b].reshape(-1, self.cm, self.msg_width)
+        if b == 0:
+            return self.block(z, x, edge_index, parts[1], parts[2], w, n_local)
+        return self._extra_block(b, z, x, edge_index, parts[1], parts[2], w, n_local)
+
+    @torch.jit.unused
+    def _extra_block(self, b: int, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor, geom: torch.Tensor,
+                     env: torch.Tensor, w: torch.Tensor, n_local: int) -> torch.Tensor:
+        return self.extra_blocks[b - 1](z, x, edge_index, geom, env, w, n_local)
+
+    @torch.jit.export
+    def edge_features(self, edge_vec: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """[E, 3] edge vectors r_j - r_i (i = edge_index[0]) -> opaque per-edge attributes [E, A]."""
+        return self.pack_edge_attr(self.edge_parts(edge_vec, types, edge_index))
 
     @torch.jit.export
     def inject(self, types: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
@@ -224,9 +260,9 @@ class DEQFormer(nn.Module):
                   edge_vec: torch.Tensor, n_local: int) -> torch.Tensor:
         """dE/d(edge_vec) [E, 3] = d/d(edge_vec) of u . f(z*, x(edge_vec), edge_vec) at fixed z*, u."""
         vec = edge_vec.detach().requires_grad_(True)
-        attr = self.edge_features(vec, types, edge_index)
-        x = self.inject(types, edge_index, attr, n_local)
-        fz = self.step(z.detach(), x, edge_index, attr, n_local)
+        parts = self.edge_parts(vec, types, edge_index)
+        x = self.inject_parts(types, edge_index, parts, n_local)
+        fz = self.step_parts(0, z.detach(), x, edge_index, parts, n_local)
         go = torch.jit.annotate(List[Optional[torch.Tensor]], [u.detach()])
         g = torch.autograd.grad([fz], [vec], grad_outputs=go, allow_unused=True)[0]
         if g is None:
@@ -243,13 +279,6 @@ class DEQFormer(nn.Module):
         return solver_update(kind, z, fz, state, k, beta, lam)
 
     # ------------------------------------------------------------------ explicit (unrolled) mode
-    @torch.jit.ignore
-    def explicit_step(self, b: int, z: torch.Tensor, x: torch.Tensor, edge_index: torch.Tensor,
-                      edge_attr: torch.Tensor, n_local: int) -> torch.Tensor:
-        blk = self.block if b == 0 else self.extra_blocks[b - 1]
-        g = self.geom_dim
-        return blk(z, x, edge_index, edge_attr[:, :g], edge_attr[:, g], self._block_weight(edge_attr, b), n_local)
-
     @torch.jit.ignore
     def forward(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
                 z0: Optional[torch.Tensor] = None, u0: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:

@@ -441,21 +441,21 @@ TEST(Serial, FiniteDifferenceForces)
               s.eatom.size() / 2);
 }
 
-// bounds of the NVE test below (measured: see the test's [ info ] line and the closing note of the pair-style work)
-constexpr double NVE_MAX_DEV_MEV_PER_ATOM = 0.5;
+// bounds of the NVE test below (about 4x the measured values, see the test)
+constexpr double NVE_MAX_DEV_MEV_PER_ATOM = 0.4;
 constexpr double NVE_MAX_DRIFT_MEV_PER_ATOM_PS = 0.5;
 
 TEST(Serial, EnergyConservationNVE)
 {
   // NVE of one aspirin molecule, 0.5 fs, 500 K, 0.5 ps with reuse: exact adjoint forces conserve the total
-  // energy. The bound is a few times what the test model gives (fluctuation and linear drift); a force
-  // that is not the gradient of the energy (e.g. a missing adjoint term) breaks it by orders of magnitude.
+  // energy. Measured with the test model: max |E - E0| 0.11 meV/atom, drift -0.08 meV/atom/ps; with the
+  // adjoint solve cut short (adjoint_tol 0.5: forces no longer the exact gradient) 0.78 meV/atom.
   const int chunks = 20, per_chunk = 50;
   Snapshot s = run_on(1, [&](Sim &sim) {
     sim.cmds(setup_commands("aspirin_1.data", "tol 1e-8"));
     sim.cmds({"velocity all create 500 4928459 mom yes rot yes dist gaussian", "fix nve all nve",
               "timestep 0.0005", "thermo_style custom step etotal", "run 0"});
-    Snapshot out = gather(sim);
+    Snapshot out;
     std::vector<double> e = {lammps_get_thermo(sim.lmp, "etotal")};
     for (int k = 0; k < chunks; k++) {
       sim.cmd("run " + std::to_string(per_chunk) + " pre no post no");
@@ -480,8 +480,7 @@ TEST(Serial, EnergyConservationNVE)
   const double slope = (m * ste - st * se) / (m * stt - st * st);    // eV / ps
   if (world_rank == 0)
     std::printf("[ info ] NVE 0.5 ps, 0.5 fs, test model: max |E - E0| = %.3e eV (%.3f meV/atom), drift %.3e "
-                "meV/atom/ps
-",
+                "meV/atom/ps\n",
                 max_dev, 1e3 * max_dev / natoms, 1e3 * slope / natoms);
   EXPECT_LT(1e3 * max_dev / natoms, NVE_MAX_DEV_MEV_PER_ATOM);
   EXPECT_LT(std::abs(1e3 * slope / natoms), NVE_MAX_DRIFT_MEV_PER_ATOM_PS);
