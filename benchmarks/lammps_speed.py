@@ -20,6 +20,7 @@ then the timed run.  Columns of the CSV (one row per case):
   t_graph_s                             t_pair - t_model: neighbor list -> edges, forces/virial scatter
   max_rss_mb                            largest resident set of one rank (GNU time)
   load1                                 1-minute load average before the case (other work on the machine)
+  error                                 empty, or why the case failed (e.g. out of memory); the others still run
 """
 import argparse
 import csv
@@ -53,7 +54,7 @@ CASES = [
 
 COLUMNS = ["case", "atoms", "ranks", "reuse", "steps", "loop_s", "timesteps_per_s", "atom_steps_per_s",
            "fwd_iters_mean", "adj_iters_mean", "t_edge_s", "t_forward_s", "t_adjoint_s", "t_comm_s", "t_model_s",
-           "t_pair_s", "t_neigh_s", "t_comm_lammps_s", "t_graph_s", "max_rss_mb", "load1"]
+           "t_pair_s", "t_neigh_s", "t_comm_lammps_s", "t_graph_s", "max_rss_mb", "load1", "error"]
 
 INPUT = """units metal
 atom_style atomic
@@ -161,7 +162,14 @@ def main() -> None:
             if steps == 0 or (a.only and a.only not in case[0]):
                 continue
             t0 = time.time()
-            r = run_case(a.lmp, model, case, steps, Path(tmp), a.threads)
+            try:
+                r = run_case(a.lmp, model, case, steps, Path(tmp), a.threads)
+            except RuntimeError as e:
+                msg = " ".join(str(e).split())[-300:]
+                print(f"{case[0]} ({case[3]} ranks): FAILED: {msg}", flush=True)
+                w.writerow({"case": case[0], "ranks": case[3], "reuse": case[4], "steps": steps, "error": msg})
+                f.flush()
+                continue
             rows.append(r)
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
             f.flush()

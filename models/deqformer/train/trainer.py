@@ -460,9 +460,10 @@ class Trainer:
                 stop_reason = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
                 break
             if self.max_time_minutes is not None:
-                # stop before an epoch that would end past the limit (the last one's duration predicts it)
+                # stop before an epoch that would end past the limit (the last one's duration, +10 %,
+                # predicts it: epochs vary by a few per cent)
                 left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
-                if left_s < epoch_s:
+                if left_s < 1.1 * epoch_s:
                     stop_reason = (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
                                    f"less than an epoch ({epoch_s:.0f} s)")
                     break
