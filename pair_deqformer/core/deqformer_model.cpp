@@ -2,10 +2,14 @@
 #include "deqformer_model.h"
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 #include <sys/stat.h>
 
@@ -86,8 +90,21 @@ std::string solver_name(int code)
   }
 }
 
+bool keep_freed_memory()
+{
+  const char *env = std::getenv("DEQFORMER_MALLOC");
+  if (env != nullptr && std::string(env) == "default") return false;
+#if defined(__GLIBC__)
+  static const bool done = mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+  return done;
+#else
+  return false;
+#endif
+}
+
 Model::Model(const std::string &path) : path_(path)
 {
+  keep_freed_memory();
   // 1. the file itself
   struct stat st;
   if (stat(path.c_str(), &st) != 0)

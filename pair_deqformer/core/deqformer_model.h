@@ -28,6 +28,13 @@ enum SolverKind : int { ANDERSON = 0, BROYDEN = 1, PICARD = 2 };
 int solver_code(const std::string &name);
 std::string solver_name(int code);
 
+// Keeps freed heap memory in the process (glibc: no mmap for large blocks, no trimming). LibTorch allocates
+// and frees tensors of tens to hundreds of MB per solver iteration for a few thousand atoms; glibc serves
+// blocks over 32 MB with mmap and returns them with munmap, so every such tensor is faulted in page by page
+// again (measured: 2,268 aspirin atoms, one evaluation 153 s -> 31 s). Called when a model is loaded;
+// DEQFORMER_MALLOC=default in the environment leaves the allocator alone. Returns true if it changed it.
+bool keep_freed_memory();
+
 struct SolverSettings {
   int kind = ANDERSON;
   double tol = 1e-6;         // forward: max over atoms of |f(z)-z|/(|f(z)|+1e-12)
