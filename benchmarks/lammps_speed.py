@@ -15,9 +15,12 @@ then the timed run.  Columns of the CSV (one row per case):
   case, atoms, ranks, reuse, steps, loop_s, timesteps_per_s, atom_steps_per_s,
   fwd_iters_mean, adj_iters_mean        solver iterations per step (compute deqformer/solver [5], [6])
   t_edge_s, t_forward_s, t_adjoint_s, t_comm_s, t_model_s    rank 0's seconds in the model (compute
-                                        [13], [10], [11], [12], [14]; forward/adjoint include comm)
+                                        [13], [10], [11], [12], [14]; forward/adjoint include comm); they
+                                        include the run's setup evaluation (steps + 1 evaluations)
   t_pair_s, t_neigh_s, t_comm_lammps_s  LAMMPS's own timing breakdown (average over ranks)
-  t_graph_s                             t_pair - t_model: neighbor list -> edges, forces/virial scatter
+  t_graph_s                             t_pair - t_model * steps / (steps + 1): neighbor list -> edges,
+                                        forces/virial scatter (approximate: the setup evaluation is removed
+                                        pro rata)
   max_rss_mb                            largest resident set of one rank (GNU time)
   load1                                 1-minute load average before the case (other work on the machine)
   error                                 empty, or why the case failed (e.g. out of memory); the others still run
@@ -131,7 +134,7 @@ def run_case(lmp: Path, model: Path, case, steps: int, work: Path, threads: int)
     r.update({"case": name, "reuse": reuse, "load1": load1, "max_rss_mb": max(rss) / 1024 if rss else float("nan")})
     r["timesteps_per_s"] = r["steps"] / r["loop_s"]
     r["atom_steps_per_s"] = r["atoms"] * r["steps"] / r["loop_s"]
-    r["t_graph_s"] = r["t_pair_s"] - r["t_model_s"]
+    r["t_graph_s"] = r["t_pair_s"] - r["t_model_s"] * r["steps"] / (r["steps"] + 1)
     return r
 
 
