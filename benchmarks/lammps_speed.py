@@ -115,15 +115,17 @@ def run_case(lmp: Path, model: Path, case, steps: int, work: Path, threads: int)
     for f in work.glob("rss.*"):
         f.unlink()
     log = work / "log.lammps"
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", f"{work}/rss.$OMPI_COMM_WORLD_RANK", str(lmp), "-nocite", "-in",
-           str(inp), "-log", str(log), "-screen", "none"]
+    # one GNU time output per rank (mpirun sets OMPI_COMM_WORLD_RANK; the sh -c below expands it)
+    rss_file = f"{work}/rss.$OMPI_COMM_WORLD_RANK" if ranks > 1 else f"{work}/rss.0"
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
+           "-screen", "none"]
     if ranks > 1:
         mpi = ["mpirun", "-np", str(ranks), "--oversubscribe", "-x", f"OMP_NUM_THREADS={threads}"]
         if os.geteuid() == 0:
             mpi.append("--allow-run-as-root")
         argv = mpi + ["sh", "-c", " ".join(cmd)]
     else:
-        argv = ["sh", "-c", "OMPI_COMM_WORLD_RANK=0 " + " ".join(cmd)]
+        argv = cmd
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
     p = subprocess.run(argv, capture_output=True, text=True)
     text = log.read_text() if log.exists() else ""

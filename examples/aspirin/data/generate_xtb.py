@@ -114,7 +114,7 @@ def main() -> None:
         print(f"{len(traj)} frames after dropping {skip}; single points ...", flush=True)
 
         def job(k):
-            return single_point(symbols, traj[k][1], work / f"sp{k % (4 * a.workers)}_{k}", 1)
+            return single_point(symbols, traj[k][1], work / f"sp_{k}", 1)
 
         with ThreadPoolExecutor(max_workers=a.workers) as pool:
             results = list(pool.map(job, range(len(traj))))
