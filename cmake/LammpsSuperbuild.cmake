@@ -78,6 +78,8 @@ ExternalProject_Add(lammps
   BUILD_COMMAND ninja -j ${_ncpu}
   INSTALL_COMMAND ""
   BUILD_ALWAYS ON
+  # declared so that Ninja knows who makes the files the tests link to (needed on a cold cache)
+  BUILD_BYPRODUCTS "${_lammps_build}/liblammps.so" "${_lammps_build}/lmp"
   CMAKE_GENERATOR Ninja)
 ExternalProject_Add_Step(lammps install_pair_style
   COMMAND "${CMAKE_SOURCE_DIR}/lammps_patch/patch_lammps.sh" "${LAMMPS_SOURCE_DIR}"
