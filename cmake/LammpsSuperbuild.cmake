@@ -54,16 +54,9 @@ if(DEQFORMER_KOKKOS)
   set(_lammps_kokkos_args -DPKG_KOKKOS=ON -DEXTERNAL_KOKKOS=ON -DKokkos_DIR=${KOKKOS_INSTALL_DIR}/lib/cmake/Kokkos)
 endif()
 
+# LAMMPS's own unit tests are not built here (ENABLE_TESTING would build hundreds of test programs);
+# tests/lammps builds just the force-style harness from this source against this liblammps.so
 set(_lammps_test_args -DENABLE_TESTING=OFF)
-if(DEQFORMER_LAMMPS_TESTS)
-  # LAMMPS wants to download googletest; give it Debian's source as a local tarball
-  set(_gtest_tar "${DEQFORMER_CACHE_DIR}/src/googletest-debian.tar.gz")
-  if(NOT EXISTS "${_gtest_tar}")
-    execute_process(COMMAND tar czf "${_gtest_tar}" -C /usr/src googletest RESULT_VARIABLE _rc)
-  endif()
-  file(MD5 "${_gtest_tar}" _gtest_md5)
-  set(_lammps_test_args -DENABLE_TESTING=ON -DGTEST_URL=file://${_gtest_tar} -DGTEST_MD5=${_gtest_md5})
-endif()
 
 ExternalProject_Add(lammps
   DEPENDS ${_lammps_deps}
