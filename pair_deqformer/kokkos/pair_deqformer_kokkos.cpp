@@ -92,6 +92,29 @@ template <class DeviceType> struct EdgeRule {
   }
 };
 
+// local centres with a non-finite position, and model pairs closer than min_distance (or at a non-finite
+// distance): counted here, named on the host by PairDeqformer::scan_geometry when there are any
+template <class DeviceType> struct CountBadGeometry {
+  EdgeRule<DeviceType> rule;
+  double min_sq;
+  typedef int64_t value_type;
+  KOKKOS_INLINE_FUNCTION void operator()(const int ii, int64_t &nbad) const
+  {
+    const int i = rule.ilist(ii);
+    const double xi = rule.x(i, 0), yi = rule.x(i, 1), zi = rule.x(i, 2);
+    if (!(xi - xi == 0.0 && yi - yi == 0.0 && zi - zi == 0.0)) ++nbad;    // NaN or inf
+    if (!rule.centre(i)) return;
+    const int nn = rule.numneigh(i);
+    for (int jj = 0; jj < nn; jj++) {
+      const int j = rule.neighbors(i, jj) & NEIGHMASK;
+      if (rule.type_map(rule.type(j)) < 0) continue;
+      const double dx = rule.x(j, 0) - xi, dy = rule.x(j, 1) - yi, dz = rule.x(j, 2) - zi;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (!(rsq >= min_sq)) ++nbad;
+    }
+  }
+};
+
 template <class DeviceType> struct CountEdges {
   EdgeRule<DeviceType> rule;
   Kokkos::View<int64_t *, DeviceType> offsets;
@@ -446,6 +469,22 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
                        ModelTypes<DeviceType>{type, d_type_map, d_types});
 
   EdgeRule<DeviceType> rule{x, type, d_type_map, k_list->d_ilist, k_list->d_numneigh, k_list->d_neighbors, r_max_sq};
+  {
+    int64_t nbad = 0;
+    Kokkos::parallel_reduce("deqformer/kk:geometry", Kokkos::RangePolicy<DeviceType>(0, inum),
+                            CountBadGeometry<DeviceType>{rule, min_distance * min_distance}, nbad);
+    BadGeometry bad;
+    if (nbad > 0) {    // rare: name the atoms from host copies of the positions and the list
+      atomKK->sync(Host, X_MASK | TYPE_MASK | TAG_MASK);
+      auto h_x = atomKK->k_x.h_view;
+      auto h_ilist = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), k_list->d_ilist);
+      auto h_numneigh = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), k_list->d_numneigh);
+      auto h_neighbors = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), k_list->d_neighbors);
+      scan_geometry([h_x](int a, int d) { return h_x(a, d); }, nlocal, inum, h_ilist.data(), h_numneigh.data(),
+                    [h_neighbors](int a, int b) { return h_neighbors(a, b); }, bad);
+    }
+    check_geometry(bad);
+  }
   Kokkos::parallel_for("deqformer/kk:count_edges", Kokkos::RangePolicy<DeviceType>(0, inum),
                        CountEdges<DeviceType>{rule, d_offsets});
   int64_t nedges = 0;

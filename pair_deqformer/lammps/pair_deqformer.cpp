@@ -20,6 +20,7 @@
 #include "atom.h"
 #include "comm.h"
 #include "error.h"
+#include "fmt/format.h"
 #include "force.h"
 #include "memory.h"
 #include "modify.h"
@@ -458,6 +459,12 @@ void PairDeqformer::compute(int eflag, int vflag)
     }
   }
   const int64_t nedges = static_cast<int64_t>(ei.size());
+  {
+    BadGeometry bad;
+    scan_geometry([x](int a, int d) { return x[a][d]; }, nlocal, inum, ilist, numneigh,
+                  [firstneigh](int a, int b) { return firstneigh[a][b]; }, bad);
+    check_geometry(bad);
+  }
 
   deqformer::Graph graph;
   graph.n_local = nlocal;
@@ -552,6 +559,49 @@ deqformer::DriverSettings PairDeqformer::driver_settings() const
   ds.reuse = reuse != 0;
   ds.nonconvergence = nonconv_error ? deqformer::NonConvergence::ERROR : deqformer::NonConvergence::WARN;
   return ds;
+}
+
+void PairDeqformer::BadGeometry::pair(tagint ti, tagint tj, double rsq)
+{
+  ++close;
+  const double r = std::sqrt(rsq);
+  if (!(r >= close_r)) {    // also takes a NaN distance (a non-finite neighbour)
+    close_r = r;
+    close_i = std::min(ti, tj);
+    close_j = std::max(ti, tj);
+  }
+}
+
+void PairDeqformer::check_geometry(const BadGeometry &bad)
+{
+  bigint counts[2] = {bad.nonfinite, bad.close}, total[2] = {0, 0};
+  MPI_Allreduce(counts, total, 2, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (total[0] == 0 && total[1] == 0) return;
+  // the rank with the first non-finite atom / the closest pair tells the others which atoms they are
+  struct {
+    double value;
+    int rank;
+  } mine, best;
+  mine.value = bad.nonfinite ? static_cast<double>(bad.nonfinite_tag) : 1e300;
+  mine.rank = comm->me;
+  MPI_Allreduce(&mine, &best, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+  tagint nonfinite_tag = bad.nonfinite_tag;
+  MPI_Bcast(&nonfinite_tag, 1, MPI_LMP_TAGINT, best.rank, world);
+  mine.value = std::isfinite(bad.close_r) ? bad.close_r : (bad.close ? -1.0 : 1e300);
+  MPI_Allreduce(&mine, &best, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+  tagint pair_tags[2] = {bad.close_i, bad.close_j};
+  double close_r = bad.close_r;
+  MPI_Bcast(pair_tags, 2, MPI_LMP_TAGINT, best.rank, world);
+  MPI_Bcast(&close_r, 1, MPI_DOUBLE, best.rank, world);
+  if (total[0] > 0)
+    error->all(FLERR, fmt::format("pair_style deqformer: {} atom(s) have a non-finite position (NaN or inf), "
+                                  "first atom ID {}: the run has blown up or the input is broken; check the "
+                                  "structure, the timestep and the thermostat",
+                                  total[0], nonfinite_tag));
+  error->all(FLERR, fmt::format("pair_style deqformer: atoms {} and {} are {:.4g} A apart ({} pair(s) closer "
+                                "than {} A): overlapping atoms, for which the model is not defined. Check the "
+                                "input for duplicated atoms; in a running simulation this means it has blown up",
+                                pair_tags[0], pair_tags[1], close_r, total[1] / 2, min_distance));
 }
 
 void PairDeqformer::run_driver(const deqformer::Graph &graph, const torch::Tensor &z0, const torch::Tensor &u0,

@@ -17,7 +17,10 @@ PairStyle(deqformer,PairDeqformer);
 #ifndef LMP_PAIR_DEQFORMER_H
 #define LMP_PAIR_DEQFORMER_H
 
+#include "atom.h"
 #include "pair.h"
+
+#include <cmath>
 
 #include <memory>
 #include <string>
@@ -87,6 +90,21 @@ class PairDeqformer : public Pair {
   void record_stats(const deqformer::Result &res, const deqformer::DriverSettings &ds);
   // rank of this process among the processes of its node (to spread them over the node's GPUs)
   int node_local_rank();
+  // Geometry this model is not defined for: a local atom with a non-finite position, or two model atoms
+  // closer than min_distance (overlapping). Collective: every rank calls it with what it found (counts,
+  // the first such atom, the closest pair) and all stop with one error that names the atoms.
+  struct BadGeometry {
+    bigint nonfinite = 0, close = 0;
+    tagint nonfinite_tag = 0, close_i = 0, close_j = 0;
+    double close_r = 1e300;
+    void pair(tagint ti, tagint tj, double rsq);
+  };
+  void check_geometry(const BadGeometry &bad);
+  // the scan behind it over local atoms and a neighbour list (CPU style; rare path of the kk style)
+  template <class X, class Nbr>
+  void scan_geometry(const X &xs, int nlocal, int inum, const int *ilist, const int *numneigh, const Nbr &nbr,
+                     BadGeometry &bad);
+  static constexpr double min_distance = 0.1;    // Angstrom (metal and real units)
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;
@@ -112,6 +130,30 @@ class PairDeqformer : public Pair {
   double run_iters, run_adj_iters;
   int nwarn;
 };
+
+// positions xs(i, d), neighbours nbr(i, jj) (unmasked), centres ilist[0..inum)
+template <class X, class Nbr>
+void PairDeqformer::scan_geometry(const X &xs, int nlocal, int inum, const int *ilist, const int *numneigh,
+                                  const Nbr &nbr, BadGeometry &bad)
+{
+  const tagint *tag = atom->tag;
+  const int *type = atom->type;
+  for (int i = 0; i < nlocal; i++)
+    if (!std::isfinite(xs(i, 0)) || !std::isfinite(xs(i, 1)) || !std::isfinite(xs(i, 2)))
+      if (bad.nonfinite++ == 0) bad.nonfinite_tag = tag[i];
+  const double min_sq = min_distance * min_distance;
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (type_map[type[i]] < 0) continue;
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int j = nbr(i, jj) & NEIGHMASK;
+      if (type_map[type[j]] < 0) continue;
+      const double dx = xs(j, 0) - xs(i, 0), dy = xs(j, 1) - xs(i, 1), dz = xs(j, 2) - xs(i, 2);
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < min_sq) bad.pair(tag[i], tag[j], rsq);
+    }
+  }
+}
 
 }    // namespace LAMMPS_NS
 

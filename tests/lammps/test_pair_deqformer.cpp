@@ -542,6 +542,16 @@ TEST(Serial, BadInputs)
   msg = lammps_error(lj);
   EXPECT_THAT(msg, HasSubstr("'units lj' is not supported: use units metal (or real"));
 
+  // overlapping atoms (atom 2 moved onto atom 1): an error naming them, not a finite energy
+  msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H C O",
+                           "set atom 2 x 16.12761141 y 15.95190893 z 15.62278988", "run 0"}));
+  EXPECT_THAT(msg, HasSubstr("atoms 1 and 2 are 0 A apart"));
+  EXPECT_THAT(msg, HasSubstr("overlapping atoms"));
+  // ... also when one atom is only close (0.05 A)
+  msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H C O",
+                           "set atom 2 x 16.17761141 y 15.95190893 z 15.62278988", "run 0"}));
+  EXPECT_THAT(msg, HasSubstr("atoms 1 and 2 are 0.05 A apart"));
+
   // max_iter too small with nonconvergence error: a clean error on every rank
   msg = lammps_error(with({"pair_style deqformer " + model() + " tol 1e-12 max_iter 2 nonconvergence error",
                            "pair_coeff * * H C O", "run 0"}));

@@ -437,6 +437,18 @@ TEST(KokkosSettings, Refusals)
   EXPECT_THAT(newton, HasSubstr("requires newton pair on"));
   EXPECT_THAT(newton, HasSubstr("-pk kokkos newton on"));
 
+  // overlapping atoms: the same collective error as the CPU style, on each rank of the run
+  for (const Mode *mode : {&KK, &CPU}) {
+    std::vector<std::string> overlap = setup_commands("aspirin_1.data");
+    overlap.push_back("set atom 2 x 16.12761141 y 15.95190893 z 15.62278988");
+    overlap.push_back("run 0");
+    std::string err = run_on(2, *mode, [&](Sim &s) {
+                        s.cmds(overlap);
+                        return Snapshot();
+                      }).error;
+    EXPECT_THAT(err, HasSubstr("atoms 1 and 2 are 0 A apart")) << err;
+  }
+
   // the CPU style's device keyword: clear errors without a CUDA LibTorch / for bad names
   std::vector<std::string> dev = setup_commands("aspirin_1.data", "device cuda");
   std::string msg = lammps_error(CPU, dev);
