@@ -155,74 +155,102 @@ Model::Model(const std::string &path) : path_(path)
     meta_[item.key().toStringRef()] = item.value().toStringRef();
   }
 
-  // 4. contract version first (a different version may legitimately use other keys)
-  auto cv = meta_.find("contract_version");
-  if (cv == meta_.end())
-    throw Error("deqformer model '" + path + "': metadata has no 'contract_version'; " + REDEPLOY);
-  if (cv->second != std::to_string(CONTRACT_VERSION))
-    throw Error("deqformer model '" + path + "' has contract version " + cv->second +
-                ", but this pair style reads contract version " + std::to_string(CONTRACT_VERSION) +
-                " only: redeploy the checkpoint with a deqformer version that writes contract version " +
-                std::to_string(CONTRACT_VERSION) + ", or update pair_deqformer");
+  // 4. the metadata values
+  ModelInfo info = parse_metadata(path, meta_);
+  r_max_ = info.r_max;
+  type_names_ = info.type_names;
+  state_dim_ = info.state_dim;
+  dtype_ = info.dtype;
+  defaults_ = info.defaults;
 
-  std::string missing;
-  for (const char *key : REQUIRED_KEYS)
-    if (!meta_.count(key)) missing += std::string(missing.empty() ? "" : ", ") + key;
-  if (!missing.empty())
-    throw Error("deqformer model '" + path + "': metadata lacks the keys " + missing + "; " + REDEPLOY);
-
+  // 5. the methods and weights the metadata promises
   std::string missing_methods;
   for (const char *m : METHODS)
     if (!module_.find_method(m)) missing_methods += std::string(missing_methods.empty() ? "" : ", ") + m;
   if (!missing_methods.empty())
     throw Error("deqformer model '" + path + "' lacks the contract methods " + missing_methods + "; " +
                 REDEPLOY);
-
-  // 5. typed values
-  const std::string &dt = meta_["dtype"];
-  if (dt == "float64")
-    dtype_ = torch::kFloat64;
-  else if (dt == "float32")
-    dtype_ = torch::kFloat32;
-  else
-    throw Error("deqformer model '" + path + "': dtype '" + dt +
-                "' is not supported (float64 or float32); redeploy with dtype float64 or float32");
   for (const auto &p : module_.parameters()) {
     if (p.scalar_type() != dtype_)
-      throw Error("deqformer model '" + path + "': metadata says dtype " + dt +
+      throw Error("deqformer model '" + path + "': metadata says dtype " + meta_["dtype"] +
                   " but the weights are " + std::string(c10::toString(p.scalar_type())) + "; " + REDEPLOY);
     break;
   }
+}
 
-  r_max_ = to_double(path, "r_max", meta_["r_max"]);
-  if (!(r_max_ > 0.0))
-    throw Error("deqformer model '" + path + "': r_max = " + meta_["r_max"] + " must be positive; " + REDEPLOY);
-  type_names_ = split_words(meta_["type_names"]);
-  long nt = to_int(path, "num_types", meta_["num_types"]);
-  if (nt <= 0 || nt != static_cast<long>(type_names_.size()))
-    throw Error("deqformer model '" + path + "': num_types = " + meta_["num_types"] + " but type_names = '" +
-                meta_["type_names"] + "'; " + REDEPLOY);
-  long d = to_int(path, "state_dim", meta_["state_dim"]);
-  if (d <= 0) throw Error("deqformer model '" + path + "': state_dim must be positive; " + REDEPLOY);
-  state_dim_ = static_cast<int>(d);
-  if (meta_["energy_unit"] != "eV" || meta_["length_unit"] != "Angstrom")
-    throw Error("deqformer model '" + path + "' uses units " + meta_["energy_unit"] + " / " +
-                meta_["length_unit"] + "; pair_deqformer expects eV / Angstrom; " + REDEPLOY);
-  auto mode = meta_.find("mode");
-  if (mode != meta_.end() && mode->second != "deq")
+ModelInfo parse_metadata(const std::string &path, const std::map<std::string, std::string> &meta)
+{
+  // contract version first (a different version may legitimately use other keys)
+  auto cv = meta.find("contract_version");
+  if (cv == meta.end())
+    throw Error("deqformer model '" + path + "': metadata has no 'contract_version'; " + REDEPLOY);
+  if (cv->second != std::to_string(Model::CONTRACT_VERSION))
+    throw Error("deqformer model '" + path + "' has contract version " + cv->second +
+                ", but this pair style reads contract version " + std::to_string(Model::CONTRACT_VERSION) +
+                " only: redeploy the checkpoint with a deqformer version that writes contract version " +
+                std::to_string(Model::CONTRACT_VERSION) + ", or update pair_deqformer");
+  std::string missing;
+  for (const char *key : REQUIRED_KEYS)
+    if (!meta.count(key)) missing += std::string(missing.empty() ? "" : ", ") + key;
+  if (!missing.empty())
+    throw Error("deqformer model '" + path + "': metadata lacks the keys " + missing + "; " + REDEPLOY);
+  auto get = [&](const char *key) -> const std::string & { return meta.at(key); };
+  auto positive = [&](const char *key, double v) {
+    if (!(v > 0.0))
+      throw Error("deqformer model '" + path + "': metadata '" + key + "' = " + get(key) +
+                  " must be positive; " + REDEPLOY);
+  };
+  auto int_in = [&](const char *key, long lo, long hi) {
+    long v = to_int(path, key, get(key));
+    if (v < lo || v > hi)
+      throw Error("deqformer model '" + path + "': metadata '" + key + "' = " + get(key) + " is not in [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]; " + REDEPLOY);
+    return static_cast<int>(v);
+  };
+
+  ModelInfo info;
+  const std::string &dt = get("dtype");
+  if (dt == "float64")
+    info.dtype = torch::kFloat64;
+  else if (dt == "float32")
+    info.dtype = torch::kFloat32;
+  else
+    throw Error("deqformer model '" + path + "': dtype '" + dt +
+                "' is not supported (float64 or float32); redeploy with dtype float64 or float32");
+  info.r_max = to_double(path, "r_max", get("r_max"));
+  positive("r_max", info.r_max);
+  info.type_names = split_words(get("type_names"));
+  long nt = to_int(path, "num_types", get("num_types"));
+  if (nt <= 0 || nt != static_cast<long>(info.type_names.size()))
+    throw Error("deqformer model '" + path + "': num_types = " + get("num_types") + " but type_names = '" +
+                get("type_names") + "'; " + REDEPLOY);
+  info.state_dim = int_in("state_dim", 1, 1 << 20);
+  if (get("energy_unit") != "eV" || get("length_unit") != "Angstrom")
+    throw Error("deqformer model '" + path + "' uses units " + get("energy_unit") + " / " + get("length_unit") +
+                "; pair_deqformer expects eV / Angstrom; " + REDEPLOY);
+  auto mode = meta.find("mode");
+  if (mode != meta.end() && mode->second != "deq")
     throw Error("deqformer model '" + path + "' has mode '" + mode->second +
                 "'; only 'deq' models can be driven by pair_deqformer");
 
-  defaults_.kind = static_cast<int>(to_int(path, "solver_code", meta_["solver_code"]));
-  if (defaults_.kind < 0 || defaults_.kind > 2)
-    throw Error("deqformer model '" + path + "': solver_code " + meta_["solver_code"] +
+  SolverSettings &d = info.defaults;
+  d.kind = static_cast<int>(to_int(path, "solver_code", get("solver_code")));
+  if (d.kind < 0 || d.kind > 2)
+    throw Error("deqformer model '" + path + "': solver_code " + get("solver_code") +
                 " is not 0 (anderson), 1 (broyden) or 2 (picard); " + REDEPLOY);
-  defaults_.tol = to_double(path, "solver_tol", meta_["solver_tol"]);
-  defaults_.max_iter = static_cast<int>(to_int(path, "solver_max_iter", meta_["solver_max_iter"]));
-  defaults_.memory = static_cast<int>(to_int(path, "solver_memory", meta_["solver_memory"]));
-  defaults_.beta = to_double(path, "solver_beta", meta_["solver_beta"]);
-  defaults_.lam = to_double(path, "solver_lam", meta_["solver_lam"]);
-  defaults_.adjoint_tol = to_double(path, "adjoint_tol", meta_["adjoint_tol"]);
+  d.tol = to_double(path, "solver_tol", get("solver_tol"));
+  positive("solver_tol", d.tol);
+  d.max_iter = int_in("solver_max_iter", 1, 1000000);
+  d.memory = int_in("solver_memory", 1, 1000);
+  d.beta = to_double(path, "solver_beta", get("solver_beta"));
+  positive("solver_beta", d.beta);
+  d.lam = to_double(path, "solver_lam", get("solver_lam"));
+  if (d.lam < 0.0)
+    throw Error("deqformer model '" + path + "': metadata 'solver_lam' = " + get("solver_lam") +
+                " must not be negative; " + REDEPLOY);
+  d.adjoint_tol = to_double(path, "adjoint_tol", get("adjoint_tol"));
+  positive("adjoint_tol", d.adjoint_tol);
+  return info;
 }
 
 torch::Device parse_device(const std::string &name, int local_rank)

@@ -45,6 +45,20 @@ struct SolverSettings {
   double adjoint_tol = 1e-6;
 };
 
+// What a deployed file's metadata says, validated (docs/contract.md, "Metadata").
+struct ModelInfo {
+  double r_max = 0.0;
+  std::vector<std::string> type_names;
+  int state_dim = 0;
+  torch::Dtype dtype = torch::kFloat64;
+  SolverSettings defaults;
+};
+
+// Validates the metadata of the model file `path` (used in messages only): contract version, required
+// keys, numbers that parse completely and lie in range, units, dtype, mode. Throws Error naming the file,
+// the key and the fix; never anything else (the fuzz test in tests/cpp/test_contract.cpp holds it to that).
+ModelInfo parse_metadata(const std::string &path, const std::map<std::string, std::string> &meta);
+
 class Model {
  public:
   static constexpr int CONTRACT_VERSION = 1;
