@@ -262,6 +262,8 @@ def _as_bool(key: str, value: Any, *, ctx: str = "") -> bool:
 def _as_str(key: str, value: Any, *, ctx: str = "") -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad(key, value, "a non-empty string", ctx)
+    if "\x00" in value:
+        raise _bad(key, value, "a string without NUL characters", ctx)
     return value.strip()
 
 

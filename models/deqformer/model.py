@@ -53,6 +53,49 @@ DEFAULTS = {
 }
 
 
+# what each model-block value must be (check_model_cfg); keys not listed are checked where they are used
+_POSITIVE_INT = ("msg_channels", "num_heads", "attn_hidden", "num_basis", "radial_hidden", "envelope_p",
+                 "type_embed_dim", "readout_hidden", "explicit_layers", "solver_max_iter", "solver_memory",
+                 "phantom_steps")
+_POSITIVE_FLOAT = ("solver_tol", "deploy_tol", "adjoint_tol", "solver_beta")
+_NONNEG_FLOAT = ("solver_lam", "jac_reg_weight")
+_UNIT_INTERVAL = ("jac_reg_freq", "phantom_damping")
+_CHOICES = {"attention": ("mlp", "dot"), "radial_basis": ("gaussian", "expnormal"), "mode": ("deq", "explicit"),
+            "solver": ("anderson", "broyden", "picard"), "grad": ("implicit", "phantom")}
+
+
+def check_model_cfg(c: Dict) -> None:
+    """Raises ValueError naming the model-block key, its value and what it must be."""
+    def bad(key, what):
+        return ValueError(f"model block: '{key}' = {c[key]!r} must be {what}")
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+    for k in _POSITIVE_INT:
+        v = c[k]
+        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000):
+            raise bad(k, "a positive integer")
+    for k in _POSITIVE_FLOAT:
+        if not (number(c[k]) and c[k] > 0):
+            raise bad(k, "a positive number")
+    for k in _NONNEG_FLOAT:
+        if not (number(c[k]) and c[k] >= 0):
+            raise bad(k, "a number >= 0")
+    for k in _UNIT_INTERVAL:
+        if not (number(c[k]) and 0 <= c[k] <= 1):
+            raise bad(k, "a number in [0, 1]")
+    for k, choices in _CHOICES.items():
+        if c[k] not in choices:
+            raise bad(k, "one of " + ", ".join(choices))
+    if c["message"] not in MESSAGE_OPS:
+        raise bad("message", "one of " + ", ".join(MESSAGE_OPS))
+    if not isinstance(c["irreps"], str):
+        raise bad("irreps", "a string such as '32x0e+16x1o+8x2e'")
+    if c["avg_num_neighbors"] is not None and not (number(c["avg_num_neighbors"]) and c["avg_num_neighbors"] > 0):
+        raise bad("avg_num_neighbors", "a positive number (or left out)")
+
+
 class InputInjection(nn.Module):
     """x_i from the type of i and a radially weighted sum of Y(r_ij) over its neighbours."""
 
@@ -105,6 +148,7 @@ class DEQFormer(nn.Module):
         if unknown:
             raise ValueError(f"model block: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
         c.update({k: v for k, v in cfg.items() if v is not None})
+        check_model_cfg(c)
         self.cfg = c
         self.type_names = list(type_names)
         self.num_types = len(type_names)

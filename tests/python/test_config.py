@@ -285,3 +285,89 @@ def test_command_line_overrides(tmp_path):
                      ("r_max.x=1", "not a mapping")):
         with pytest.raises(ConfigError, match=msg):
             load_config(path, overrides=[bad])
+
+
+# ---------------------------------------------------------------- fuzzing (seeded, reproducible)
+_GARBAGE = [None, True, False, 0, -1, 1, 2**70, -3.5, 0.0, 1e300, float("nan"), float("inf"), "", " ", "abc",
+            "1e-3", "-1", "nan", [], [1, 2], ["H", "H"], {}, {"a": 1}, [None], {"forces": "x"}, b"bytes", "\x00\xff"]
+
+
+def _mutant(rng, base):
+    import copy
+    raw = copy.deepcopy(base)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.random()
+        target = raw
+        if isinstance(raw.get("model"), dict) and rng.random() < 0.3:
+            target = raw["model"]
+        key = rng.choice(sorted(target)) if target else "r_max"
+        if op < 0.2:
+            target.pop(key, None)
+        elif op < 0.3:
+            target[f"fuzz_{rng.randint(0, 9)}"] = rng.choice(_GARBAGE)
+        else:
+            target[key] = rng.choice(_GARBAGE)
+    return raw
+
+
+def test_fuzz_config_parser(tmp_path):
+    """3,000 mutated configs (values replaced by garbage of every type, keys removed or added): each is
+    parsed or refused with a ConfigError (or DataError for the data files); no other exception escapes."""
+    import random
+    import yaml
+    from deqformer.data.dataset import DataError
+
+    base = yaml.safe_load(NEQUIP_YAML)
+    base["model"] = {"irreps": "8x0e+4x1o", "msg_channels": 4, "solver": "anderson", "solver_tol": 1e-4}
+    rng = random.Random(20261127)
+    outcomes = {"parsed": 0, "refused": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3000):
+            raw = _mutant(rng, base)
+            try:
+                parse_config(raw, base_dir=tmp_path)
+                outcomes["parsed"] += 1
+            except (ConfigError, DataError) as e:
+                assert str(e)
+                outcomes["refused"] += 1
+    print(f"config fuzz: {outcomes}")
+    assert outcomes["parsed"] > 0 and outcomes["refused"] > 0
+
+
+def test_fuzz_model_block():
+    """600 model blocks with one or two values replaced by garbage: build_model either builds a model
+    whose settings are usable or raises ValueError naming the key (the trainer turns that into a
+    ConfigError); no other exception escapes."""
+    import random
+    import torch
+    from deqformer.model import DEFAULTS, build_model
+
+    values = _GARBAGE + ["8x0e+4x1o+4x2e", "0x0e", "-2x0e", "cg", "so2", "dot", "gaussian", "expnormal",
+                         "deq", "explicit", "anderson", "picard", "implicit", "phantom", 2, 3, 16, 0.5]
+    base = {"irreps": "8x0e+4x1o+4x2e", "msg_channels": 4, "num_heads": 2, "attn_hidden": 8, "radial_hidden": 8,
+            "type_embed_dim": 4, "readout_hidden": 8, "num_basis": 4}
+    stats = {"energy_per_atom_shift": [-0.3, 0.2, 0.1], "force_rms": 1.0}
+    rng = random.Random(7)
+    outcomes = {"built": 0, "refused": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(600):
+            cfg = dict(base)
+            for _ in range(rng.randint(1, 2)):
+                key = rng.choice(sorted(DEFAULTS))
+                cfg[key] = rng.choice(values)
+                if key in ("msg_channels", "num_heads", "explicit_layers") and isinstance(cfg[key], int) \
+                        and cfg[key] > 64:
+                    cfg[key] = 64   # keep accepted models small
+            try:
+                model = build_model(cfg, ["H", "C", "O"], 4.0, stats, torch.float64)
+            except ValueError as e:
+                assert any(k in str(e) for k in DEFAULTS), f"message names no model key: {e}"
+                outcomes["refused"] += 1
+                continue
+            outcomes["built"] += 1
+            c = model.cfg
+            assert c["solver_tol"] > 0 and c["solver_max_iter"] >= 1 and c["solver_memory"] >= 1
+    print(f"model block fuzz: {outcomes}")
+    assert outcomes["built"] > 0 and outcomes["refused"] > 0
