@@ -194,9 +194,13 @@ class Trainer:
         if not rows:
             return
         kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= last_epoch]
-        if len(kept) != len(rows):
-            with open(path, "w", newline="") as f:
+        if len(kept) != len(rows):  # rewritten atomically: a kill here must not lose the history
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows(kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
 
     # ------------------------------------------------------------------ epochs
 
