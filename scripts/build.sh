@@ -19,8 +19,9 @@ done
 export CCACHE_BASEDIR="$here" CCACHE_NOHASHDIR=1
 ccache --max-size=5G >/dev/null 2>&1 || true
 # by default also the compatibility build (LAMMPS 4Feb2025, CPU, its LAMMPS tests: ctest label compat),
-# the plugin (lammps_patch/plugin, ctest label plugin) and LAMMPS's force-style harness (label harness);
-# -DDEQFORMER_COMPAT_LAMMPS=OFF, -DDEQFORMER_PLUGIN=OFF and -DDEQFORMER_LAMMPS_TESTS=OFF leave them out
+# the plugin (lammps_patch/plugin, ctest label plugin), LAMMPS's force-style harness (label harness) and
+# the AddressSanitizer builds of the core tests and the plugin (label sanitize); -DDEQFORMER_COMPAT_LAMMPS=OFF,
+# -DDEQFORMER_PLUGIN=OFF, -DDEQFORMER_LAMMPS_TESTS=OFF and -DDEQFORMER_SANITIZE=OFF leave them out
 cmake -S "$here" -B "$here/build" -G Ninja -DDEQFORMER_CACHE_DIR="$cache" -DDEQFORMER_COMPAT_LAMMPS=ON \
-  -DDEQFORMER_PLUGIN=ON -DDEQFORMER_LAMMPS_TESTS=ON "${args[@]}"
+  -DDEQFORMER_PLUGIN=ON -DDEQFORMER_LAMMPS_TESTS=ON -DDEQFORMER_SANITIZE=ON "${args[@]}"
 cmake --build "$here/build" -j "$(nproc)"

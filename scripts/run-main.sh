@@ -4,5 +4,5 @@
 # plugin builds are only for the tests: the test command (scripts/run-tests.sh) turns them on again.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$here/scripts/build.sh" -DDEQFORMER_COMPAT_LAMMPS=OFF -DDEQFORMER_PLUGIN=OFF -DDEQFORMER_LAMMPS_TESTS=OFF "$@"
+"$here/scripts/build.sh" -DDEQFORMER_COMPAT_LAMMPS=OFF -DDEQFORMER_PLUGIN=OFF -DDEQFORMER_LAMMPS_TESTS=OFF -DDEQFORMER_SANITIZE=OFF "$@"
 exec "$here/examples/aspirin/run.sh"

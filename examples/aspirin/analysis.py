@@ -19,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from box_analysis import read_dump  # noqa: E402
+
 SYMBOL = {1: "H", 6: "C", 8: "O"}
 LAMMPS_TYPES = {1: 1, 2: 6, 3: 8}       # data files: 1=H 2=C 3=O
 
@@ -30,20 +32,9 @@ def load_dat(path):
 
 
 def read_lammpstrj(path):
-    frames, types = [], None
-    with open(path) as fh:
-        while True:
-            line = fh.readline()
-            if not line:
-                break
-            if line.startswith("ITEM: NUMBER OF ATOMS"):
-                n = int(fh.readline())
-            elif line.startswith("ITEM: ATOMS"):
-                rows = np.array([fh.readline().split() for _ in range(n)], dtype=float)
-                rows = rows[np.argsort(rows[:, 0])]
-                types = rows[:, 1].astype(int)
-                frames.append(rows[:, 2:5])
-    return np.array(frames), types
+    """Positions [frames, atoms, 3] (sorted by atom id) and the atom types of a LAMMPS text dump."""
+    _, _, frames, types = read_dump(path)
+    return frames, types
 
 
 def bonds_of(z, pos):

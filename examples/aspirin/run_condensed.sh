@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Condensed-phase aspirin (an example, not part of the main job): a model trained on monomers + dimers
+# and the dense 27-molecule box on 2 MPI ranks. Everything lands in examples/aspirin/out/.
+#   data split (monomer and dimer trajectories, in time) -> train aspirin_condensed.yaml (<= 40 min)
+#   -> deploy (float32) -> evaluate on unseen monomer and dimer frames -> dense box: minimise, NVT 500 K
+#   2 ps, NVE 1 ps on 2 ranks (benchmarks/soak.py watches its memory) -> plots (box_analysis.py)
+# Environment: BOX_NVT (4000 steps), BOX_NVE (2000), BOX_TOL (1e-5), RETRAIN=1.
+# Measured on the 2-core development machine: see the README, "Condensed phase".
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$here"
+out="$here/out"
+venv="$root/.venv/bin"
+[ -x "$root/build/bin/lmp" ] || "$root/scripts/build.sh" -DDEQFORMER_COMPAT_LAMMPS=OFF -DDEQFORMER_PLUGIN=OFF \
+  -DDEQFORMER_LAMMPS_TESTS=OFF -DDEQFORMER_SANITIZE=OFF
+t0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+
+stamp "1/5 data: monomer and dimer trajectories split in time"
+"$venv/python" prepare_split.py data/aspirin_xtb_train.npz "$out/data" data/aspirin_xtb_dimer_train.npz
+
+if [ -f "$out/train_condensed/best.pth" ] && [ -f "$out/train_condensed/finished" ] && [ "${RETRAIN:-0}" != 1 ]; then
+  stamp "2/5 train: found a finished run in out/train_condensed (RETRAIN=1 to train again)"
+else
+  stamp "2/5 train: deqformer-train aspirin_condensed.yaml (max 40 min)"
+  resume=(); [ -f "$out/train_condensed/last.pth" ] && [ "${RETRAIN:-0}" != 1 ] && resume=(--resume)
+  [ "${RETRAIN:-0}" = 1 ] && rm -rf "$out/train_condensed"
+  DEQFORMER_NUM_THREADS=${DEQFORMER_NUM_THREADS:-2} "$venv/deqformer-train" aspirin_condensed.yaml "${resume[@]}"
+  touch "$out/train_condensed/finished"
+fi
+
+stamp "3/5 deploy (float32 for the box, float64 for checks)"
+"$venv/deqformer-deploy" "$out/train_condensed/best.pth" "$out/aspirin_condensed_f32.pt" --dtype float32 \
+  --tol 1e-5 > "$out/deploy_condensed.log"
+"$venv/deqformer-deploy" "$out/train_condensed/best.pth" "$out/aspirin_condensed.pt" --dtype float64 \
+  --tol 1e-6 >> "$out/deploy_condensed.log"
+
+stamp "4/5 evaluate on unseen monomer frames (4000-4899) and unseen dimer frames (last 50 of each trajectory)"
+for part in aspirin_test_md dimer_test; do
+  "$venv/deqformer-evaluate" --model "$out/aspirin_condensed.pt" --dataset-file "$out/data/$part.npz" \
+    --key-mapping nuclear_charges=atomic_numbers coords=pos energies=total_energy forces=forces \
+    --fixed-fields atomic_numbers --split all --json > "$out/eval_condensed_$part.json"
+  "$venv/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%s: %d frames, E MAE %.1f meV, F MAE %.1f meV/A, F RMSE %.1f meV/A" % (sys.argv[2], r["n_frames"], 1e3*r["e_mae"], 1e3*r["f_mae"], 1e3*r["f_rmse"]))' \
+    "$out/eval_condensed_$part.json" "$part" | tee -a "$out/eval_condensed.txt"
+done
+
+stamp "5/5 dense box on 2 MPI ranks: minimise, NVT ${BOX_NVT:-4000} steps, NVE ${BOX_NVE:-2000} steps"
+"$venv/python" "$root/benchmarks/soak.py" box --tag box_dense --model "$out/aspirin_condensed_f32.pt" \
+  --nvt "${BOX_NVT:-4000}" --steps "${BOX_NVE:-2000}" --var tol "${BOX_TOL:-1e-5}" --out "$out" || true
+"$venv/python" box_analysis.py "$out/box_dense" --tag box_dense
+stamp "done: see $out/box_dense (*.png, box_dense_summary.json) and $out/eval_condensed.txt"
