@@ -18,19 +18,13 @@ lmp="$root/build/bin/lmp"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OMP_WAIT_POLICY=PASSIVE
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+# shellcheck source=train_once.sh
+source "$here/train_once.sh"
 
 stamp "1/6 data: split the trajectory in time (training pool / independent test trajectory)"
 "$venv/python" prepare_split.py data/aspirin_xtb_train.npz "$out/data"
 
-if [ -f "$out/train/best.pth" ] && [ -f "$out/train/finished" ] && [ "${RETRAIN:-0}" != 1 ]; then
-  stamp "2/6 train: found a finished run in out/train (RETRAIN=1 to train again)"
-else
-  stamp "2/6 train: deqformer-train aspirin.yaml (max 40 min)"
-  resume=(); [ -f "$out/train/last.pth" ] && [ "${RETRAIN:-0}" != 1 ] && resume=(--resume)
-  [ "${RETRAIN:-0}" = 1 ] && rm -rf "$out/train"
-  DEQFORMER_NUM_THREADS=${DEQFORMER_NUM_THREADS:-2} "$venv/deqformer-train" aspirin.yaml "${resume[@]}"
-  touch "$out/train/finished"
-fi
+train_once 2/6 aspirin.yaml train
 
 stamp "3/6 deploy (float64 for MD, float32 for speed)"
 "$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin.pt" --dtype float64 --tol 1e-6 > "$out/deploy.log"

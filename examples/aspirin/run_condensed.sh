@@ -16,19 +16,13 @@ venv="$root/.venv/bin"
   -DDEQFORMER_LAMMPS_TESTS=OFF -DDEQFORMER_SANITIZE=OFF
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+# shellcheck source=train_once.sh
+source "$here/train_once.sh"
 
 stamp "1/5 data: monomer and dimer trajectories split in time"
 "$venv/python" prepare_split.py data/aspirin_xtb_train.npz "$out/data" data/aspirin_xtb_dimer_train.npz
 
-if [ -f "$out/train_condensed/best.pth" ] && [ -f "$out/train_condensed/finished" ] && [ "${RETRAIN:-0}" != 1 ]; then
-  stamp "2/5 train: found a finished run in out/train_condensed (RETRAIN=1 to train again)"
-else
-  stamp "2/5 train: deqformer-train aspirin_condensed.yaml (max 40 min)"
-  resume=(); [ -f "$out/train_condensed/last.pth" ] && [ "${RETRAIN:-0}" != 1 ] && resume=(--resume)
-  [ "${RETRAIN:-0}" = 1 ] && rm -rf "$out/train_condensed"
-  DEQFORMER_NUM_THREADS=${DEQFORMER_NUM_THREADS:-2} "$venv/deqformer-train" aspirin_condensed.yaml "${resume[@]}"
-  touch "$out/train_condensed/finished"
-fi
+train_once 2/5 aspirin_condensed.yaml train_condensed
 
 stamp "3/5 deploy (float32 for the box, float64 for checks)"
 "$venv/deqformer-deploy" "$out/train_condensed/best.pth" "$out/aspirin_condensed_f32.pt" --dtype float32 \
