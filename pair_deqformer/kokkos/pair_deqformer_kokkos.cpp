@@ -92,7 +92,7 @@ template <class DeviceType> struct EdgeRule {
   }
 };
 
-// local centres with a non-finite position, and model pairs closer than min_distance (or at a non-finite
+// local centres with a non-finite position, and model pairs closer than min_dist, at distance 0 (or at a non-finite
 // distance): counted here, named on the host by PairDeqformer::scan_geometry when there are any
 template <class DeviceType> struct CountBadGeometry {
   EdgeRule<DeviceType> rule;
@@ -110,7 +110,7 @@ template <class DeviceType> struct CountBadGeometry {
       if (rule.type_map(rule.type(j)) < 0) continue;
       const double dx = rule.x(j, 0) - xi, dy = rule.x(j, 1) - yi, dz = rule.x(j, 2) - zi;
       const double rsq = dx * dx + dy * dy + dz * dz;
-      if (!(rsq >= min_sq)) ++nbad;
+      if (!(rsq >= min_sq) || rsq == 0.0) ++nbad;
     }
   }
 };
@@ -472,7 +472,7 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   {
     int64_t nbad = 0;
     Kokkos::parallel_reduce("deqformer/kk:geometry", Kokkos::RangePolicy<DeviceType>(0, inum),
-                            CountBadGeometry<DeviceType>{rule, min_distance * min_distance}, nbad);
+                            CountBadGeometry<DeviceType>{rule, min_dist * min_dist}, nbad);
     BadGeometry bad;
     if (nbad > 0) {    // rare: name the atoms from host copies of the positions and the list
       atomKK->sync(Host, X_MASK | TYPE_MASK | TAG_MASK);

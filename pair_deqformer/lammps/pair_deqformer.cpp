@@ -91,7 +91,7 @@ template <typename T> inline T *row(torch::Tensor *t, int i, int d)
 PairDeqformer::PairDeqformer(LAMMPS *lmp) :
     Pair(lmp), comm_tensor(nullptr), type_map(nullptr), r_max(0.0), r_max_sq(0.0), energy_factor(1.0),
     state_dim(0), kind(0), max_iter(40), solver_memory(5), tol(1e-6), adjoint_tol(1e-6), beta(1.0), lam(1e-6),
-    reuse(1), nonconv_error(0), set_kind(0), set_max_iter(0), set_memory(0), set_tol(0), set_adjoint_tol(0),
+    reuse(1), nonconv_error(0), min_dist(0.1), set_kind(0), set_max_iter(0), set_memory(0), set_tol(0), set_adjoint_tol(0),
     set_beta(0), fix_state(nullptr), run_iters(0.0), run_adj_iters(0.0), nwarn(0)
 {
   single_enable = 0;
@@ -132,7 +132,8 @@ void PairDeqformer::allocate()
 void PairDeqformer::settings(int narg, char **arg)
 {
   static const char *keywords[] = {"tol",  "adjoint_tol", "max_iter",       "reuse", "solver",
-                                   "memory", "beta",      "nonconvergence", "device"};
+                                   "memory", "beta",      "nonconvergence", "device",
+                                   "min_dist"};
   auto is_keyword = [&](const char *s) {
     for (const char *k : keywords)
       if (strcmp(s, k) == 0) return true;
@@ -146,11 +147,12 @@ void PairDeqformer::settings(int narg, char **arg)
   reuse = 1;
   nonconv_error = 0;
   device_name = "cpu";
+  min_dist = 0.1;
   while (iarg < narg) {
     if (!is_keyword(arg[iarg]))
       error->all(FLERR,
                  "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
-                 "reuse, solver, memory, beta, nonconvergence or device)",
+                 "reuse, solver, memory, beta, nonconvergence, device or min_dist)",
                  arg[iarg]);
     if (iarg + 1 >= narg)
       error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
@@ -202,6 +204,9 @@ void PairDeqformer::settings(int narg, char **arg)
       if (val != "cpu" && val != "cuda" && val.rfind("cuda:", 0) != 0)
         error->all(FLERR, "Illegal pair_style deqformer command: device must be cpu, cuda or cuda:N, not '{}'", val);
       device_name = val;
+    } else if (key == "min_dist") {
+      min_dist = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (min_dist < 0.0) error->all(FLERR, "Illegal pair_style deqformer command: min_dist must be >= 0");
     }
     iarg += 2;
   }
@@ -599,9 +604,10 @@ void PairDeqformer::check_geometry(const BadGeometry &bad)
                                   "structure, the timestep and the thermostat",
                                   total[0], nonfinite_tag));
   error->all(FLERR, fmt::format("pair_style deqformer: atoms {} and {} are {:.4g} A apart ({} pair(s) closer "
-                                "than {} A): overlapping atoms, for which the model is not defined. Check the "
-                                "input for duplicated atoms; in a running simulation this means it has blown up",
-                                pair_tags[0], pair_tags[1], close_r, total[1] / 2, min_distance));
+                                "than min_dist = {} A, or on top of each other): overlapping atoms, for which the "
+                                "model is not defined. Check the input for duplicated atoms; in a running "
+                                "simulation this means it has blown up",
+                                pair_tags[0], pair_tags[1], close_r, total[1] / 2, min_dist));
 }
 
 void PairDeqformer::run_driver(const deqformer::Graph &graph, const torch::Tensor &z0, const torch::Tensor &u0,

@@ -91,7 +91,7 @@ class PairDeqformer : public Pair {
   // rank of this process among the processes of its node (to spread them over the node's GPUs)
   int node_local_rank();
   // Geometry this model is not defined for: a local atom with a non-finite position, or two model atoms
-  // closer than min_distance (overlapping). Collective: every rank calls it with what it found (counts,
+  // closer than min_dist, or at exactly the same place (overlapping). Collective: every rank calls it with what it found (counts,
   // the first such atom, the closest pair) and all stop with one error that names the atoms.
   struct BadGeometry {
     bigint nonfinite = 0, close = 0;
@@ -104,7 +104,7 @@ class PairDeqformer : public Pair {
   template <class X, class Nbr>
   void scan_geometry(const X &xs, int nlocal, int inum, const int *ilist, const int *numneigh, const Nbr &nbr,
                      BadGeometry &bad);
-  static constexpr double min_distance = 0.1;    // Angstrom (metal and real units)
+  double min_dist;    // keyword min_dist (Angstrom in metal and real units), default 0.1
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;
@@ -141,7 +141,7 @@ void PairDeqformer::scan_geometry(const X &xs, int nlocal, int inum, const int *
   for (int i = 0; i < nlocal; i++)
     if (!std::isfinite(xs(i, 0)) || !std::isfinite(xs(i, 1)) || !std::isfinite(xs(i, 2)))
       if (bad.nonfinite++ == 0) bad.nonfinite_tag = tag[i];
-  const double min_sq = min_distance * min_distance;
+  const double min_sq = min_dist * min_dist;
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
     if (type_map[type[i]] < 0) continue;
@@ -150,7 +150,7 @@ void PairDeqformer::scan_geometry(const X &xs, int nlocal, int inum, const int *
       if (type_map[type[j]] < 0) continue;
       const double dx = xs(j, 0) - xs(i, 0), dy = xs(j, 1) - xs(i, 1), dz = xs(j, 2) - xs(i, 2);
       const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < min_sq) bad.pair(tag[i], tag[j], rsq);
+      if (rsq < min_sq || rsq == 0.0 || rsq != rsq) bad.pair(tag[i], tag[j], rsq);
     }
   }
 }

@@ -452,7 +452,8 @@ TEST(Serial, EnergyConservationNVE)
   // adjoint solve cut short (adjoint_tol 0.5: forces no longer the exact gradient) 0.78 meV/atom.
   const int chunks = 20, per_chunk = 50;
   Snapshot s = run_on(1, [&](Sim &sim) {
-    sim.cmds(setup_commands("aspirin_1.data", "tol 1e-8"));
+    // min_dist 0: the untrained test model lets two atoms pass within 0.1 A of each other (0.085 A)
+    sim.cmds(setup_commands("aspirin_1.data", "tol 1e-8 min_dist 0"));
     sim.cmds({"velocity all create 500 4928459 mom yes rot yes dist gaussian", "fix nve all nve",
               "timestep 0.0005", "thermo_style custom step etotal", "run 0"});
     Snapshot out;
@@ -551,6 +552,16 @@ TEST(Serial, BadInputs)
   msg = lammps_error(with({"pair_style deqformer " + model(), "pair_coeff * * H C O",
                            "set atom 2 x 16.17761141 y 15.95190893 z 15.62278988", "run 0"}));
   EXPECT_THAT(msg, HasSubstr("atoms 1 and 2 are 0.05 A apart"));
+  EXPECT_THAT(msg, HasSubstr("closer than min_dist = 0.1 A"));
+  // the threshold is the min_dist keyword; 0 still refuses atoms at the same place
+  msg = lammps_error(with({"pair_style deqformer " + model() + " min_dist 0.01", "pair_coeff * * H C O",
+                           "set atom 2 x 16.17761141 y 15.95190893 z 15.62278988", "run 0"}));
+  EXPECT_EQ(msg, "");
+  msg = lammps_error(with({"pair_style deqformer " + model() + " min_dist 0", "pair_coeff * * H C O",
+                           "set atom 2 x 16.12761141 y 15.95190893 z 15.62278988", "run 0"}));
+  EXPECT_THAT(msg, HasSubstr("atoms 1 and 2 are 0 A apart"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " min_dist -1", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("min_dist must be >= 0"));
 
   // max_iter too small with nonconvergence error: a clean error on every rank
   msg = lammps_error(with({"pair_style deqformer " + model() + " tol 1e-12 max_iter 2 nonconvergence error",
