@@ -116,10 +116,34 @@ def test_deterministic_and_edge_cases():
     assert ei.shape == (2, 0) and es.shape == (0, 3)
     ei, es = build_graph(np.array([[0.0, 0, 0], [10.0, 0, 0]]), 3.0)
     assert ei.shape == (2, 0)
-    # coincident atoms (distance 0) are not neighbours; the pair at exactly r_max is excluded
-    ei, _ = build_graph(np.array([[0.0, 0, 0], [0.0, 0, 0], [2.0, 0, 0]]), 2.0)
+    # coincident atoms (distance 0) are refused; with min_dist=0 they are let through but are not
+    # neighbours; the pair at exactly r_max is excluded
+    with pytest.raises(ValueError, match="overlapping"):
+        build_graph(np.array([[0.0, 0, 0], [0.0, 0, 0], [2.0, 0, 0]]), 2.0)
+    ei, _ = build_graph(np.array([[0.0, 0, 0], [0.0, 0, 0], [2.0, 0, 0]]), 2.0, min_dist=0.0)
     assert ei.shape[1] == 0
     with pytest.raises(ValueError):
         build_graph(pos, 0.0)
     with pytest.raises(ValueError, match="zero cell vector"):
         build_graph(pos, 2.0, np.diag([5.0, 5.0, 0.0]), (True, True, True))
+
+
+@pytest.mark.parametrize("n_copies", [1, 30])   # dense path and ASE cell-list path
+def test_overlapping_atoms_are_refused(n_copies):
+    """Two atoms at the same place (or 0.05 A apart) raise instead of silently losing their edge, in a
+    molecule and across a periodic boundary; the threshold is min_dist."""
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(0.0, 6.0 * n_copies ** (1 / 3), size=(20 * n_copies, 3))
+    pos[5] = pos[2]
+    with pytest.raises(ValueError, match=r"atoms 2 and 5 \(0-based\) are 0 A apart.*overlapping"):
+        build_graph(pos, 3.0)
+    pos[5] = pos[2] + [0.05, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"0.05 A apart"):
+        build_graph(pos, 3.0)
+    build_graph(pos, 3.0, min_dist=0.01)   # allowed below a smaller threshold
+    cell = np.eye(3) * 8.0 * n_copies ** (1 / 3)
+    p2 = rng.uniform(1.0, 7.0, size=(20, 3))
+    p2[0] = [0.01, 4.0, 4.0]
+    p2[1] = [cell[0, 0] - 0.01, 4.0, 4.0]   # 0.02 A from atom 0 through the boundary
+    with pytest.raises(ValueError, match=r"0.02 A apart"):
+        build_graph(p2, 3.0, cell)

@@ -493,7 +493,10 @@ class LoadedDataset:
             i = int(i)
             if i not in cache:
                 f = self.frames[i]
-                cache[i] = build_graph(f["pos"], r_max, f["cell"], f["pbc"])
+                try:
+                    cache[i] = build_graph(f["pos"], r_max, f["cell"], f["pbc"])
+                except ValueError as e:
+                    raise DataError(f"{self.config.file_name}: frame {i}: {e}") from e
             out.append(cache[i])
         return out
 

@@ -98,8 +98,23 @@ def _empty(cell: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3), dtype=np.float64)
 
 
+# Two atoms closer than this are "overlapping": the model is not defined there (the pair style's
+# min_dist default is the same); build_graph refuses them instead of silently dropping the pair.
+MIN_DIST = 0.1
+
+
+def _refuse_overlaps(i: np.ndarray, j: np.ndarray, d: np.ndarray, min_dist: float) -> None:
+    bad = d < min_dist
+    if bad.any():
+        k = int(np.argmin(np.where(bad, d, np.inf)))
+        raise ValueError(f"atoms {int(i[k])} and {int(j[k])} (0-based) are {float(d[k]):.4g} A apart "
+                         f"({int(bad.sum()) // 2} pair(s) closer than {min_dist} A): overlapping atoms, for which "
+                         f"the model is not defined; check the structure for duplicated atoms")
+
+
 def brute_force_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] = None,
-                      pbc: Optional[Sequence[bool]] = None) -> Tuple[np.ndarray, np.ndarray]:
+                      pbc: Optional[Sequence[bool]] = None, min_dist: float = MIN_DIST
+                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Reference O(N^2 * images) implementation; same output contract as :func:`build_graph`."""
     pos, cell, pbc = _normalize(pos, cell, pbc)
     n = _image_ranges(pos, cell, pbc, r_max)
@@ -109,6 +124,10 @@ def brute_force_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] 
     for s in shifts:
         vec = pos[None, :, :] - pos[:, None, :] + s @ cell  # [i, j, 3]
         d = np.linalg.norm(vec, axis=-1)
+        if not s.any():
+            np.fill_diagonal(d, np.inf)   # an atom and itself
+        ci, cj = np.nonzero(d < min_dist)
+        _refuse_overlaps(ci, cj, d[ci, cj], min_dist)
         mask = (d < r_max) & (d > 0)
         i, j = np.nonzero(mask)
         ii.append(i)
@@ -121,7 +140,8 @@ def brute_force_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] 
 
 
 def build_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] = None,
-                pbc: Optional[Sequence[bool]] = None) -> Tuple[np.ndarray, np.ndarray]:
+                pbc: Optional[Sequence[bool]] = None, min_dist: float = MIN_DIST
+                ) -> Tuple[np.ndarray, np.ndarray]:
     """Directed radius graph of one structure.
 
     Args:
@@ -129,6 +149,8 @@ def build_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] = None
         r_max: cutoff radius (Angstrom); pairs with distance < r_max are neighbors.
         cell: [3, 3] cell (rows are lattice vectors) or None for a molecule in vacuum.
         pbc: [3] periodic flags; default: periodic in all directions iff a cell is given.
+        min_dist: two atoms (or an atom and a periodic image of another or of itself) closer than this
+            raise ValueError: overlapping atoms, for which the model is not defined.
 
     Returns:
         edge_index [2, E] int64 (row 0 = center i, row 1 = neighbor j) and edge_shift [E, 3]
@@ -143,7 +165,7 @@ def build_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] = None
     n_img = _image_ranges(pos, cell, pbc, r_max)
     n_images = int(np.prod(2 * n_img + 1))
     if n_atoms * n_atoms * n_images <= _DENSE_MAX_ATOMS ** 2:
-        return brute_force_graph(pos, r_max, cell, pbc)
+        return brute_force_graph(pos, r_max, cell, pbc, min_dist)
 
     from ase.neighborlist import primitive_neighbor_list
 
@@ -151,6 +173,7 @@ def build_graph(pos: np.ndarray, r_max: float, cell: Optional[np.ndarray] = None
     s = s.astype(np.int64)
     # Apply the exact criterion 0 < d < r_max ourselves (ASE may differ at the boundaries).
     d = np.linalg.norm(pos[j] - pos[i] + s @ cell, axis=1)
+    _refuse_overlaps(i, j, d, min_dist)
     keep = (d < r_max) & (d > 0)
     if not keep.any():
         return _empty(cell)
