@@ -404,6 +404,55 @@ TEST(Serial, RestartContinuity)
   std::remove(file.c_str());
 }
 
+// Atoms leaving (delete_atoms) and entering (create_atoms) during a run with reuse: the stored states of
+// the remaining atoms stay with them, a new atom starts cold, and the results equal a fresh (cold) LAMMPS
+// reading the same atoms from a data file, to the solver tolerance.
+TEST(Serial, AtomsLeavingAndEntering)
+{
+  const std::string file = tmpdir() + "/deqformer_enter_leave.data";
+  const std::vector<std::string> md = {"velocity all create 300 4928459 loop geom", "fix nve all nve",
+                                       "timestep 0.0005"};
+  auto fresh = [&]() {
+    return run_on(1, [&](Sim &s) {
+      auto lines = setup_commands("aspirin_box2.data", std::string(TIGHT) + " reuse no");
+      lines[4] = "read_data " + file;
+      s.cmds(lines);
+      s.cmd("run 0");
+      return gather(s);
+    });
+  };
+  Snapshot after_delete, after_create, fresh_delete, fresh_create;
+  after_delete = run_on(1, [&](Sim &s) {
+    s.cmds(setup_commands("aspirin_box2.data"));
+    s.cmds(md);
+    s.cmd("run 5");
+    // the second molecule (atoms 22-42) leaves; tags are compressed to 1..21
+    s.cmds({"group second id 22:42", "delete_atoms group second compress yes", "run 0"});
+    Snapshot out = gather(s);
+    s.cmd("write_data " + file);
+    return out;
+  });
+  fresh_delete = fresh();
+  after_create = run_on(1, [&](Sim &s) {
+    s.cmds(setup_commands("aspirin_box2.data"));
+    s.cmds(md);
+    s.cmd("run 5");
+    // a new H atom enters (tag 43)
+    s.cmds({"create_atoms 1 single 6.5 7.0 8.4 units box", "run 0"});
+    Snapshot out = gather(s);
+    s.cmd("write_data " + file);
+    return out;
+  });
+  fresh_create = fresh();
+  ASSERT_EQ(after_delete.error, "");
+  ASSERT_EQ(after_create.error, "");
+  EXPECT_EQ(after_delete.f.size(), 3u * 21u);
+  EXPECT_EQ(after_create.f.size(), 3u * 43u);
+  expect_same(after_delete, fresh_delete, 1e-9, "after delete_atoms (reuse) vs a fresh cold start");
+  expect_same(after_create, fresh_create, 1e-9, "after create_atoms (reuse, new atom cold) vs a fresh cold start");
+  std::remove(file.c_str());
+}
+
 TEST(Serial, FiniteDifferenceForces)
 {
   const double h = 1e-4;
