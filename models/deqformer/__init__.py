@@ -6,4 +6,4 @@ Data flow: ``data`` (nequip-format datasets -> frames -> graphs) -> ``nn`` + ``m
 """
 
 __version__ = "0.1.0"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2

@@ -10,7 +10,7 @@ the LAMMPS pair style does (docs/contract.md, "Driving the model"):
   4. forces          dE/d(edge_vec) = edge_grad(z*, u*)   scattered onto atoms
 
 Training additionally needs parameter gradients; ``evaluate_model`` builds them with the Lagrangian
-L = sum_i e(z*_i) + u*.(f(z*, x) - z*), whose value is E at the fixed point and whose first
+L = sum_i e(z*_i) + u*.(f(z*, x) - z*) (+ the core repulsion, explicit in the positions), whose value is E at the fixed point and whose first
 derivatives (positions AND parameters) are the exact implicit ones.
 """
 from typing import Callable, Dict, List, NamedTuple, Optional
@@ -96,7 +96,7 @@ def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge
         fwd = fixed_point(module, lambda z: module.step(z, x, edge_index, attr, n), z0, settings.kind,
                           settings.tol, settings.max_iter, settings.memory, settings.beta, settings.lam)
         zs = fwd.z
-        e_atom = module.atomic_energy(zs, types)
+        e_atom = module.atomic_energy(zs, types) + module.pair_energy(vec, types, edge_index, n)
     out = {"atomic_energy": e_atom, "z": zs, "solver_iters": torch.tensor(fwd.iters),
            "solver_residual": torch.tensor(fwd.residual), "converged": torch.tensor(fwd.converged)}
     if not compute_forces:
@@ -145,12 +145,13 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
     # unpacked edge data on the differentiable path (model.edge_parts); packed attr for the no-grad solves
     parts = model.edge_parts(vec, types, ei)
     x = model.inject_parts(types, ei, parts, n)
+    e_pair = model.pair_energy(vec, types, ei, n)       # core repulsion, differentiable in the positions
     stats: Dict[str, torch.Tensor] = {}
     if model.explicit:
         z = torch.zeros_like(x)
         for b in range(model.n_blocks):
             z = model.step_parts(b, z, x, ei, parts, n)
-        e_atom = model.atomic_energy(z, types)
+        e_atom = model.atomic_energy(z, types) + e_pair
         energy = _frame_sum(e_atom, bidx, nf)
         stats["solver_iters"] = torch.tensor(float(model.n_blocks))
         stats["solver_residual"] = torch.tensor(0.0)
@@ -173,10 +174,10 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
             lam_d = float(c["phantom_damping"])
             for _ in range(int(c["phantom_steps"])):
                 z = (1.0 - lam_d) * z + lam_d * model.step_parts(0, z, x, ei, parts, n)
-            e_atom = model.atomic_energy(z, types)
+            e_atom = model.atomic_energy(z, types) + e_pair
             energy = _frame_sum(e_atom, bidx, nf)
         else:
-            e_atom = model.atomic_energy(zs, types)
+            e_atom = model.atomic_energy(zs, types) + e_pair
             energy = _frame_sum(e_atom, bidx, nf)
             if compute_forces or training:
                 g = model.energy_grad_z(zs, types)

@@ -2,7 +2,8 @@
 
     x_i  = Inject(types, edges of i)                         input injection, computed once per geometry
     z*_i = f_i(z*_i, {z*_j}, x_i, edges of i)                one equivariant attention block + gated FFN
-    E    = sum_i e(z*_i, type_i)                             per-atom readout of the fixed point
+    E    = sum_i e(z*_i, type_i) + sum_ij V(r_ij)            per-atom readout of the fixed point, plus a core
+                                                             repulsion below the data's closest contacts
 
 Every piece the LAMMPS pair style needs is an exported TorchScript method (docs/contract.md); the
 fixed-point/adjoint algorithm that strings them together lives in ``driver.py`` and is used unchanged
@@ -18,6 +19,7 @@ from .nn.attention import MESSAGE_OPS, EquivariantAttention, _scatter_sum, flatt
 from .nn.irreps import irreps_dim, irreps_string, parse_irreps
 from .nn.layers import MLP, EquivariantLayerNorm, GatedFeedForward, IrrepsLinear
 from .nn.radial import PolynomialEnvelope, RadialBasis
+from .nn.repulsion import REPULSION_KINDS, CoreRepulsion
 from .nn.so3 import spherical_harmonics
 from .solvers import solver_init, solver_kind, solver_update
 
@@ -50,6 +52,8 @@ DEFAULTS = {
     "jac_reg_weight": 0.0,         # TorchDEQ-style Jacobian regulariser |eps^T df/dz|^2 / |eps|^2 (training)
     "jac_reg_freq": 1.0,           # fraction of training steps that pay for it
     "avg_num_neighbors": None,
+    "repulsion": "zbl",            # zbl (switched ZBL below the training data's closest contacts) | none
+    "repulsion_inner": 0.75,       # the prior reaches full ZBL at this fraction of the wall distance
 }
 
 
@@ -59,9 +63,10 @@ _POSITIVE_INT = ("msg_channels", "num_heads", "attn_hidden", "num_basis", "radia
                  "phantom_steps")
 _POSITIVE_FLOAT = ("solver_tol", "deploy_tol", "adjoint_tol", "solver_beta")
 _NONNEG_FLOAT = ("solver_lam", "jac_reg_weight")
-_UNIT_INTERVAL = ("jac_reg_freq", "phantom_damping")
+_UNIT_INTERVAL = ("jac_reg_freq", "phantom_damping", "repulsion_inner")
 _CHOICES = {"attention": ("mlp", "dot"), "radial_basis": ("gaussian", "expnormal"), "mode": ("deq", "explicit"),
-            "solver": ("anderson", "broyden", "picard"), "grad": ("implicit", "phantom")}
+            "solver": ("anderson", "broyden", "picard"), "grad": ("implicit", "phantom"),
+            "repulsion": REPULSION_KINDS}
 
 
 def check_model_cfg(c: Dict) -> None:
@@ -141,7 +146,7 @@ class DEQFormer(nn.Module):
     deploy_metadata: Dict[str, str]
 
     def __init__(self, type_names: List[str], r_max: float, cfg: Dict, energy_shift: List[float],
-                 energy_scale: float):
+                 energy_scale: float, pair_min_dist: Optional[List[List[Optional[float]]]] = None):
         super().__init__()
         c = dict(DEFAULTS)
         unknown = set(cfg) - set(DEFAULTS)
@@ -187,6 +192,10 @@ class DEQFormer(nn.Module):
         self.readout = MLP([self.muls[0], int(c["readout_hidden"]), 1])
         self.register_buffer("energy_shift", torch.tensor(energy_shift, dtype=torch.get_default_dtype()))
         self.energy_scale = float(energy_scale)
+        if c["repulsion_inner"] >= 1.0:
+            raise ValueError(f"model block: 'repulsion_inner' = {c['repulsion_inner']!r} must be below 1")
+        self.repulsion = CoreRepulsion(type_names, pair_min_dist, float(c["repulsion_inner"]),
+                                       enabled=c["repulsion"] == "zbl")
         # edge_attr = [geometry (Y, + edge frames for so2) | envelope | injection weights | block weights]
         self.edge_attr_dim = self.geom_dim + 1 + self.cm * 3 + n_blocks * self.cm * self.msg_width
         # solver settings the scripted methods and the deployed metadata see
@@ -279,6 +288,12 @@ class DEQFormer(nn.Module):
         return self.readout(s)[:, 0] * self.energy_scale + self.energy_shift.index_select(0, types)
 
     @torch.jit.export
+    def pair_energy(self, edge_vec: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                    n_local: int) -> torch.Tensor:
+        """Per-atom energies [n_local] of the core repulsion (half of each edge to its centre atom)."""
+        return self.repulsion(edge_vec, types, edge_index, n_local)
+
+    @torch.jit.export
     def energy_grad_z(self, z: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         """dE/dz [n, D] at fixed z (the right-hand side g of the adjoint equation)."""
         zz = z.detach().requires_grad_(True)
@@ -302,13 +317,14 @@ class DEQFormer(nn.Module):
     @torch.jit.export
     def edge_grad(self, z: torch.Tensor, u: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                   edge_vec: torch.Tensor, n_local: int) -> torch.Tensor:
-        """dE/d(edge_vec) [E, 3] = d/d(edge_vec) of u . f(z*, x(edge_vec), edge_vec) at fixed z*, u."""
+        """dE/d(edge_vec) [E, 3] = d/d(edge_vec) of u . f(z*, x(edge_vec), edge_vec) + pair_energy at fixed
+        z*, u."""
         vec = edge_vec.detach().requires_grad_(True)
         parts = self.edge_parts(vec, types, edge_index)
         x = self.inject_parts(types, edge_index, parts, n_local)
         fz = self.step_parts(0, z.detach(), x, edge_index, parts, n_local)
-        go = torch.jit.annotate(List[Optional[torch.Tensor]], [u.detach()])
-        g = torch.autograd.grad([fz], [vec], grad_outputs=go, allow_unused=True)[0]
+        lagr = (u.detach() * fz).sum() + self.pair_energy(vec, types, edge_index, n_local).sum()
+        g = torch.autograd.grad([lagr], [vec], allow_unused=True)[0]
         if g is None:
             return torch.zeros_like(edge_vec)
         return g
@@ -333,7 +349,7 @@ class DEQFormer(nn.Module):
     def config_dict(self) -> Dict:
         return {"type_names": self.type_names, "r_max": self.r_max, "model": dict(self.cfg),
                 "energy_shift": [float(v) for v in self.energy_shift.tolist()],
-                "energy_scale": self.energy_scale}
+                "energy_scale": self.energy_scale, "pair_min_dist": self.repulsion.wall.tolist()}
 
     @torch.jit.ignore
     def metadata_dict(self) -> Dict[str, str]:
@@ -362,6 +378,8 @@ class DEQFormer(nn.Module):
             "solver_lam": repr(self.solver_lam),
             "adjoint_tol": repr(float(c["deploy_tol"])),
             "mode": str(c["mode"]),
+            "repulsion": str(c["repulsion"]),
+            "repulsion_walls": " ".join(f"{k}:{v:.4f}" for k, v in self.repulsion.walls().items()),
         }
 
 
@@ -375,12 +393,13 @@ def build_model(model_cfg: Dict, type_names: List[str], r_max: float, stats: Dic
     torch.set_default_dtype(dtype)
     try:
         model = DEQFormer(type_names, r_max, cfg, list(stats.get("energy_per_atom_shift", [0.0] * len(type_names))),
-                          float(stats.get("force_rms", 1.0)))
+                          float(stats.get("force_rms", 1.0)), stats.get("pair_min_dist"))
     finally:
         torch.set_default_dtype(old)
     return model.to(dtype)
 
 
 def model_from_config_dict(d: Dict, dtype: torch.dtype = torch.float64) -> DEQFormer:
-    stats = {"energy_per_atom_shift": d["energy_shift"], "force_rms": d["energy_scale"]}
+    stats = {"energy_per_atom_shift": d["energy_shift"], "force_rms": d["energy_scale"],
+             "pair_min_dist": d.get("pair_min_dist")}
     return build_model(d["model"], d["type_names"], d["r_max"], stats, dtype)

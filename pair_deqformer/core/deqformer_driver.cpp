@@ -198,7 +198,9 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   torch::Tensor e;
   {
     torch::NoGradGuard no_grad;
-    e = n > 0 ? model.atomic_energy(zs, types_local) : torch::zeros({0}, fopt);
+    // readout of the fixed point plus the core repulsion below the training data's closest contacts
+    e = n > 0 ? model.atomic_energy(zs, types_local) + model.pair_energy(edge_vec, types, edge_index, n)
+              : torch::zeros({0}, fopt);
   }
   res.atomic_energy = e.to(torch::kFloat64).contiguous();
   res.energy = halo.allreduce_sum(res.atomic_energy.sum().item<double>());

@@ -41,7 +41,7 @@ struct SolveStats {
 struct Timings {    // wall seconds on this process
   double edge_features = 0.0;    // edge_features + inject
   double forward = 0.0;          // forward solve incl. its communication
-  double energy = 0.0;           // atomic_energy + energy_grad_z
+  double energy = 0.0;           // atomic_energy + pair_energy + energy_grad_z
   double adjoint = 0.0;          // adjoint solve incl. its communication
   double edge_grad = 0.0;
   double comm = 0.0;             // all HaloExchange calls (part of forward / adjoint)
@@ -50,7 +50,7 @@ struct Timings {    // wall seconds on this process
 
 // The result tensors are on the model's device (Model::device()).
 struct Result {
-  torch::Tensor atomic_energy;    // double [n_local] (eV)
+  torch::Tensor atomic_energy;    // double [n_local] (eV): readout of z* + core repulsion (pair_energy)
   torch::Tensor edge_grad;        // double [E, 3]: dE/d(edge_vec) (eV/Angstrom); undefined without forces
   torch::Tensor z;                // double [n_local, D]: z*
   torch::Tensor u;                // double [n_local, D]: u* (undefined without forces)

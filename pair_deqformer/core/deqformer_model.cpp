@@ -27,7 +27,7 @@ const char *const REQUIRED_KEYS[] = {"contract_version", "r_max", "num_types", "
                                      "solver_max_iter", "solver_memory", "solver_beta", "solver_lam",
                                      "adjoint_tol"};
 
-const char *const METHODS[] = {"edge_features", "inject", "step", "atomic_energy", "energy_grad_z",
+const char *const METHODS[] = {"edge_features", "inject", "step", "atomic_energy", "pair_energy", "energy_grad_z",
                                "adjoint_step", "edge_grad", "solver_init", "solver_update"};
 
 std::string first_line(const std::string &s)
@@ -358,6 +358,12 @@ torch::Tensor Model::step(const torch::Tensor &z_all, const torch::Tensor &x, co
 torch::Tensor Model::atomic_energy(const torch::Tensor &z, const torch::Tensor &types)
 {
   return call_tensor("atomic_energy", {z, types});
+}
+
+torch::Tensor Model::pair_energy(const torch::Tensor &edge_vec, const torch::Tensor &types,
+                                 const torch::Tensor &edge_index, int64_t n_local)
+{
+  return call_tensor("pair_energy", {edge_vec, types, edge_index, n_local});
 }
 
 torch::Tensor Model::energy_grad_z(const torch::Tensor &z, const torch::Tensor &types)

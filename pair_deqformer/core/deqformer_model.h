@@ -61,7 +61,7 @@ ModelInfo parse_metadata(const std::string &path, const std::map<std::string, st
 
 class Model {
  public:
-  static constexpr int CONTRACT_VERSION = 1;
+  static constexpr int CONTRACT_VERSION = 2;
 
   // Loads and validates `path`; throws deqformer::Error with a message naming the file.
   explicit Model(const std::string &path);
@@ -100,6 +100,8 @@ class Model {
   torch::Tensor step(const torch::Tensor &z_all, const torch::Tensor &x, const torch::Tensor &edge_index,
                      const torch::Tensor &attr, int64_t n_local);
   torch::Tensor atomic_energy(const torch::Tensor &z, const torch::Tensor &types);
+  torch::Tensor pair_energy(const torch::Tensor &edge_vec, const torch::Tensor &types,
+                            const torch::Tensor &edge_index, int64_t n_local);
   torch::Tensor energy_grad_z(const torch::Tensor &z, const torch::Tensor &types);
   torch::Tensor adjoint_step(const torch::Tensor &z_all, const torch::Tensor &x,
                              const torch::Tensor &edge_index, const torch::Tensor &attr,

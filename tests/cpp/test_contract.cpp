@@ -38,7 +38,8 @@ std::string load_error(const std::string &path)
 TEST(Contract, MetadataOfTestModel)
 {
   Model m(model_path("model_f64.pt"));
-  EXPECT_EQ(m.meta("contract_version"), "1");
+  EXPECT_EQ(m.meta("contract_version"), "2");
+  EXPECT_EQ(m.meta("repulsion"), "zbl");
   EXPECT_DOUBLE_EQ(m.r_max(), 4.0);
   EXPECT_EQ(m.num_types(), 3);
   EXPECT_EQ(m.type_names(), (std::vector<std::string>{"H", "C", "O"}));
@@ -85,6 +86,7 @@ TEST(Contract, MethodSignatures)
       {"inject", {"types", "edge_index", "edge_attr", "n_local"}},
       {"step", {"z", "x", "edge_index", "edge_attr", "n_local"}},
       {"atomic_energy", {"z", "types"}},
+      {"pair_energy", {"edge_vec", "types", "edge_index", "n_local"}},
       {"energy_grad_z", {"z", "types"}},
       {"adjoint_step", {"z", "x", "edge_index", "edge_attr", "u", "n_local"}},
       {"edge_grad", {"z", "u", "types", "edge_index", "edge_vec", "n_local"}},
@@ -189,7 +191,7 @@ TEST(BadFiles, ContractVersion)
 {
   auto msg = load_error(model_path("contract_999.pt"));
   EXPECT_THAT(msg, HasSubstr("contract_999.pt' has contract version 999"));
-  EXPECT_THAT(msg, HasSubstr("reads contract version 1 only"));
+  EXPECT_THAT(msg, HasSubstr("reads contract version 2 only"));
   EXPECT_THAT(msg, HasSubstr("redeploy"));
 }
 

@@ -13,6 +13,7 @@ TYPES = {1: 0, 6: 1, 8: 2}
 
 # aspirin (GFN2-xTB optimised), atom order O O O O C x9 H x8
 ASPIRIN_Z = [8] * 4 + [6] * 9 + [1] * 8
+WALL = 1.05
 
 
 def aspirin_geometry() -> np.ndarray:
@@ -28,8 +29,9 @@ def tiny_model(**over):
            "deploy_tol": 1e-12, "solver_tol": 1e-12, "adjoint_tol": 1e-12, "solver_max_iter": 200}
     cfg.update(over)
     torch.manual_seed(0)
-    m = build_model(cfg, ["H", "C", "O"], 4.0, {"energy_per_atom_shift": [-0.5, -1.0, -2.0], "force_rms": 0.5},
-                    torch.float64)
+    # core-repulsion walls at 1.05 A: the O-H bonds (0.97 A) of every test geometry are inside them
+    m = build_model(cfg, ["H", "C", "O"], 4.0, {"energy_per_atom_shift": [-0.5, -1.0, -2.0], "force_rms": 0.5,
+                                               "pair_min_dist": [[WALL] * 3 for _ in range(3)]}, torch.float64)
     return m.eval()
 
 

@@ -44,6 +44,8 @@ def test_contract_methods_and_shapes(tmp_path):
     z = torch.zeros(n, d, dtype=torch.float64)
     assert mod.step(z, x, ei, attr, n).shape == (n, d)
     assert mod.atomic_energy(z, b["atom_types"]).shape == (n,)
+    e_pair = mod.pair_energy(vec, b["atom_types"], ei, n)
+    assert e_pair.shape == (n,) and e_pair.dtype == torch.float64
     assert mod.energy_grad_z(z, b["atom_types"]).shape == (n, d)
     assert mod.adjoint_step(z, x, ei, attr, z, n).shape == (n, d)
     # the drivers' retained-graph vector-Jacobian product is adjoint_step (to rounding: the JIT may fuse ops)

@@ -93,7 +93,7 @@ def test_implicit_gradient_equals_unrolled_backprop():
         fz = m.step(z, x, ei, attr, n)
         z, state = m.solver_update(0, z, fz, state, k, 1.0, 1e-10)
     z = m.step(z, x, ei, attr, n)
-    e = m.atomic_energy(z, batch["atom_types"]).sum()
+    e = m.atomic_energy(z, batch["atom_types"]).sum() + m.pair_energy(vec, batch["atom_types"], ei, n).sum()
     unrolled = -torch.autograd.grad(e, p)[0]
     np.testing.assert_allclose(unrolled.numpy(), exact.numpy(), atol=1e-9, rtol=1e-7)
 

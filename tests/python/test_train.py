@@ -183,6 +183,28 @@ def test_smoke_outputs(trained):
     assert copied["run_name"] == "smoke" and Path(copied["datasets"][1]["dataset_file_name"]).is_absolute()
 
 
+def test_checkpoint_without_repulsion_walls_gets_them_from_its_data(trained):
+    """Checkpoints written before the core repulsion existed: the walls are recomputed from the training
+    split of the checkpoint's own config, and equal what training stored."""
+    from deqformer.train.checkpoint import build_model_from_checkpoint, complete_statistics
+    tmp, cfg_path, run_dir = trained
+    ck = load_checkpoint(run_dir / "best.pth")
+    walls = ck["stats"]["pair_min_dist"]
+    assert len(walls) == 3 and all(len(row) == 3 for row in walls)
+    assert 0.8 < walls[0][2] < 1.2 and walls[0][2] == walls[2][0]        # the O-H bond
+    old = dict(ck, stats={k: v for k, v in ck["stats"].items() if k != "pair_min_dist"})
+    with pytest.warns(RuntimeWarning, match="predates the core repulsion"):
+        assert complete_statistics(old)["pair_min_dist"] == walls
+    with pytest.warns(RuntimeWarning, match="predates"):
+        m = build_model_from_checkpoint(old)
+    assert torch.equal(m.repulsion.wall, load_model_from_checkpoint(run_dir / "best.pth").repulsion.wall)
+    # data gone: built without the repulsion, and said so
+    gone = dict(old, config=dict(old["config"], datasets=[dict(d, dataset_file_name=str(tmp / "gone.npz"))
+                                                          for d in old["config"]["datasets"]]))
+    with pytest.warns(RuntimeWarning, match="WITHOUT the repulsion"):
+        assert "pair_min_dist" not in complete_statistics(gone)
+
+
 def test_smoke_best_checkpoint_model(trained):
     tmp, cfg_path, run_dir = trained
     best = load_checkpoint(run_dir / "best.pth")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .dataset import Frame
 
-__all__ = ["compute_statistics", "fit_energy_shifts", "type_counts"]
+__all__ = ["compute_statistics", "fit_energy_shifts", "pair_min_distances", "type_counts"]
 
 
 def type_counts(frames: Sequence[Frame], num_types: int) -> np.ndarray:
@@ -34,13 +34,31 @@ def fit_energy_shifts(counts: np.ndarray, energies: np.ndarray, ridge: float = 1
     return np.linalg.solve(gram + ridge * scale * np.eye(gram.shape[0]), rhs)
 
 
+def pair_min_distances(frames: Sequence[Frame], graphs: Sequence[Any], num_types: int
+                       ) -> List[List[Optional[float]]]:
+    """[T][T] shortest distance between atoms of types a and b over the frames' graph edges (periodic
+    images included); None where the pair never comes within the cutoff. The model's core repulsion
+    starts below these distances (deqformer.nn.repulsion)."""
+    best = np.full((num_types, num_types), np.inf)
+    for f, (ei, shift) in zip(frames, graphs):
+        if ei.shape[1] == 0:
+            continue
+        pos = np.asarray(f["pos"], dtype=np.float64).reshape(-1, 3)
+        t = np.asarray(f["atom_types"])
+        r = np.linalg.norm(pos[ei[1]] - pos[ei[0]] + shift, axis=1)
+        np.minimum.at(best, (t[ei[0]], t[ei[1]]), r)
+    best = np.minimum(best, best.T)
+    return [[float(v) if np.isfinite(v) else None for v in row] for row in best]
+
+
 def compute_statistics(frames: Sequence[Frame], num_types: int,
                        graphs: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
     """Statistics of the training frames, as plain Python types.
 
     Returns ``energy_per_atom_shift`` (list of T floats, eV), ``force_rms`` (eV/Angstrom: RMS force
     component; for energy-only data the std of the per-atom energy residual, eV), ``energy_residual_std``
-    (eV/atom), ``num_frames``, ``num_atoms_mean`` and, when graphs are given, ``avg_num_neighbors``.
+    (eV/atom), ``num_frames``, ``num_atoms_mean`` and, when graphs are given, ``avg_num_neighbors`` and
+    ``pair_min_dist`` (:func:`pair_min_distances`).
     """
     counts = type_counts(frames, num_types)
     has_e = np.array(["total_energy" in f for f in frames], dtype=bool)
@@ -73,4 +91,5 @@ def compute_statistics(frames: Sequence[Frame], num_types: int,
             raise ValueError(f"got {len(graphs)} graphs for {len(frames)} frames")
         n_edges = sum(int(g[0].shape[1]) for g in graphs)
         stats["avg_num_neighbors"] = float(n_edges / max(n_atoms.sum(), 1.0))
+        stats["pair_min_dist"] = pair_min_distances(frames, graphs, num_types)
     return stats

@@ -37,6 +37,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "build_model_from_checkpoint",
+    "complete_statistics",
     "load_model_from_checkpoint",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -206,6 +207,33 @@ def _dtype(name: str) -> torch.dtype:
     return torch.float64 if name == "float64" else torch.float32
 
 
+def complete_statistics(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """The checkpoint's dataset statistics, with ``pair_min_dist`` (the core repulsion's walls) recomputed
+    from the training split of its config when the checkpoint predates that statistic."""
+    stats = dict(ckpt["stats"])
+    if "pair_min_dist" in stats or (ckpt.get("model_cfg") or {}).get("repulsion", "zbl") == "none":
+        return stats
+    from ..config import parse_config
+    from ..data import load_datasets, pair_min_distances
+    type_names = list(ckpt["type_names"])
+    try:
+        cfg = parse_config(ckpt["config"])
+        frames, graphs = [], []
+        for d in load_datasets(cfg, type_names, require=("train",)):
+            idx = d.indices("train")
+            frames += [d.frames[int(i)] for i in idx]
+            graphs += d.graphs(idx, float(ckpt["r_max"]))
+    except (KeyError, OSError, ValueError) as e:
+        warnings.warn(f"this checkpoint predates the core repulsion and its training data cannot be read "
+                      f"({type(e).__name__}: {e}): the model is built WITHOUT the repulsion; retrain, or make the "
+                      f"data files readable again", RuntimeWarning)
+        return stats
+    stats["pair_min_dist"] = pair_min_distances(frames, graphs, len(type_names))
+    warnings.warn(f"this checkpoint predates the core repulsion: its walls were recomputed from the "
+                  f"{len(frames)} training frames of its config", RuntimeWarning)
+    return stats
+
+
 def build_model_from_checkpoint(ckpt: Dict[str, Any], use_ema: bool = True,
                                 model_builder: Optional[Callable[..., torch.nn.Module]] = None,
                                 device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
@@ -214,7 +242,7 @@ def build_model_from_checkpoint(ckpt: Dict[str, Any], use_ema: bool = True,
         from ..model import build_model as model_builder  # the lead's builder
     dtype = _dtype(ckpt.get("model_dtype", "float64"))
     model = model_builder(dict(ckpt.get("model_cfg") or {}), list(ckpt["type_names"]), float(ckpt["r_max"]),
-                          dict(ckpt["stats"]), dtype)
+                          complete_statistics(ckpt), dtype)
     state = ckpt["deploy_state"] if use_ema else ckpt["model_state"]
     model.load_state_dict(state)
     return model.to(device=device).eval()

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .. import __version__, units
 from ..config import ConfigError, TrainConfig
-from ..data import batch_to, compute_statistics, load_datasets, make_loader
+from ..data import batch_to, compute_statistics, load_datasets, make_loader, pair_min_distances
 from ..data.dataset import LoadedDataset
 from .checkpoint import load_checkpoint, save_checkpoint
 from .warm_start import FixedPointCache
@@ -344,6 +344,9 @@ class Trainer:
             if ckpt.get("model_dtype") != cfg.model_dtype:
                 raise TrainingError(f"{last_path} has model_dtype {ckpt.get('model_dtype')}, config {cfg.model_dtype}")
             stats, model_cfg = ckpt["stats"], ckpt["model_cfg"]
+            if "pair_min_dist" not in stats:     # written before the core repulsion existed
+                stats = dict(stats, pair_min_dist=pair_min_distances(train_loader.frames, train_loader.graphs,
+                                                                     len(cfg.type_names)))
             if model_cfg != cfg.model:
                 self.log("note: the config's model block differs from the checkpoint's; keeping the checkpoint's")
         else:
