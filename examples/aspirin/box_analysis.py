@@ -4,8 +4,10 @@
   TAG_nve_drift.png     total energy per atom in NVE and its linear drift
   TAG_rdf_OO.png        intermolecular O-O radial distribution function (last NVT picosecond + NVE)
   TAG_iterations.png    forward/adjoint solver iterations per step
-  TAG_summary.json      the numbers behind them (mean/std temperature, drift, iterations, closest contacts)
-usage: box_analysis.py OUT_DIR [--tag box_dense] [--mol-size 21] [--rdf-from-ps 1.0]
+  TAG_summary.json      the numbers behind them (mean/std temperature, drift, iterations, closest contacts:
+                        per element pair, the closest two atoms of different molecules in the run and in
+                        the dimer training data, and how many frames came closer than the data ever did)
+usage: box_analysis.py OUT_DIR [--tag box_dense] [--mol-size 21] [--rdf-from-ps 1.0] [--dimer-data NPZ]
 
 Molecules are consecutive runs of --mol-size atom IDs (as in data/aspirin_27*.data); atom types 3 are O.
 """
@@ -19,6 +21,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 O_TYPE = 3
+SYMBOL_OF_TYPE = {1: "H", 2: "C", 3: "O"}          # the LAMMPS types of data/aspirin_27*.data
+SYMBOL_OF_Z = {1: "H", 6: "C", 8: "O"}
+DIMER_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "aspirin_xtb_dimer_train.npz")
+
+
+def closest_intermolecular(frames, boxes, symbols, mol_size):
+    """Per frame and element pair ('H-O', ...), the closest two atoms of different molecules
+    (minimum image when boxes is given). Returns {pair: array [frames]}."""
+    symbols = np.asarray(symbols)
+    mol = np.arange(len(symbols)) // mol_size
+    other = mol[:, None] != mol[None, :]
+    order = "HCO"
+    out = {}
+    for k, pos in enumerate(frames):
+        d = pos[:, None, :] - pos[None, :, :]
+        if boxes is not None:
+            d -= boxes[k] * np.round(d / boxes[k])
+        r = np.linalg.norm(d, axis=-1)
+        for a in order:
+            for b in order[order.index(a):]:
+                m = other & (symbols[:, None] == a) & (symbols[None, :] == b)
+                if m.any():
+                    out.setdefault(f"{a}-{b}", np.full(len(frames), np.inf))[k] = r[m].min()
+    return out
 
 
 def load_dat(path):
@@ -79,6 +105,8 @@ def main() -> None:
     ap.add_argument("--tag", default="box_dense")
     ap.add_argument("--mol-size", type=int, default=21)
     ap.add_argument("--rdf-from-ps", type=float, default=1.0, help="RDF frames from this time on (ps)")
+    ap.add_argument("--dimer-data", default=DIMER_DATA,
+                    help="rMD17-keyed npz of dimers (two molecules of --mol-size atoms) the model was trained on")
     a = ap.parse_args()
     out, tag = a.out, a.tag
     nvt, nve = load_dat(f"{out}/{tag}_nvt.dat"), load_dat(f"{out}/{tag}_nve.dat")
@@ -145,6 +173,16 @@ def main() -> None:
         summary["rdf_frames"] = int(keep.sum())
         summary["rdf_first_peak_A"] = float(r[np.argmax(g)])
         summary["closest_intermolecular_OO_A"] = rmin
+        run = closest_intermolecular(frames, boxes, [SYMBOL_OF_TYPE[t] for t in types], a.mol_size)
+        summary["closest_intermolecular_A"] = {k: round(float(v.min()), 4) for k, v in run.items()}
+        if a.dimer_data and os.path.exists(a.dimer_data):
+            dimers = np.load(a.dimer_data)
+            ref = closest_intermolecular(dimers["coords"], None, [SYMBOL_OF_Z[int(z)] for z in dimers["nuclear_charges"]],
+                                         a.mol_size)
+            summary["training_dimers_closest_intermolecular_A"] = {k: round(float(v.min()), 4) for k, v in ref.items()}
+            summary["frames_closer_than_training_dimers"] = {
+                k: int((v < ref[k].min()).sum()) for k, v in run.items() if k in ref}
+            summary["frames_total"] = len(frames)
 
     # NVE drift
     if nve is not None and len(nve) > 2:

@@ -121,7 +121,11 @@ def main() -> None:
     coords = np.stack([f[1] for f in traj])
     energies = np.array([r[0] for r in results])
     forces = np.stack([r[1] for r in results])
+    write_dataset(a.out, a.name, z, coords, energies, forces)
 
+
+def write_dataset(out: Path, name: str, z, coords, energies, forces) -> None:
+    """OUT/NAME.npz (rMD17 keys, eV and eV/A), OUT/NAME_md17.npz and OUT/NAME.extxyz, each written atomically."""
     def atomic(path: Path, write) -> None:
         tmp = path.with_name(path.name + ".tmp")
         write(tmp)
@@ -133,9 +137,9 @@ def main() -> None:
                 np.savez_compressed(f, **arrays)
         return write
 
-    atomic(a.out / f"{a.name}.npz", npz_writer({"nuclear_charges": z, "coords": coords, "energies": energies,
-                                                 "forces": forces}))
-    atomic(a.out / f"{a.name}_md17.npz", npz_writer({"z": z, "R": coords, "E": energies[:, None], "F": forces}))
+    atomic(out / f"{name}.npz", npz_writer({"nuclear_charges": z, "coords": coords, "energies": energies,
+                                            "forces": forces}))
+    atomic(out / f"{name}_md17.npz", npz_writer({"z": z, "R": coords, "E": energies[:, None], "F": forces}))
 
     def write_extxyz(tmp: Path):
         from ase import Atoms
@@ -148,8 +152,8 @@ def main() -> None:
             frames.append(at)
         write(str(tmp), frames, format="extxyz")
 
-    atomic(a.out / f"{a.name}.extxyz", write_extxyz)
-    print(f"wrote {a.out}/{a.name}.npz, {a.name}_md17.npz, {a.name}.extxyz: {len(energies)} frames, energy "
+    atomic(out / f"{name}.extxyz", write_extxyz)
+    print(f"wrote {out}/{name}.npz, {name}_md17.npz, {name}.extxyz: {len(energies)} frames, energy "
           f"{energies.mean():.3f} +- {energies.std():.3f} eV, RMS force {np.sqrt((forces ** 2).mean()):.3f} eV/A")
 
 
