@@ -92,12 +92,24 @@ def main() -> None:
     dimer_symbols = symbols[:a.mol_size] * 2
     a.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xtb_contact_") as tmp:
+        def job(i):
+            try:
+                return single_point(dimer_symbols, geoms[i], Path(tmp) / f"sp_{i}", 1)
+            except RuntimeError as e:      # xtb crashed or its SCF did not converge: skip it, say so
+                return str(e).strip().splitlines()[-1][:200]
+
         with ThreadPoolExecutor(max_workers=a.workers) as pool:
-            results = list(pool.map(lambda i: single_point(dimer_symbols, geoms[i], Path(tmp) / f"sp_{i}", 1),
-                                    range(len(geoms))))
+            results = list(pool.map(job, range(len(geoms))))
+    ok = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    failed = [(picked[i][0], picked[i][1] + 1, picked[i][2] + 1, results[i]) for i in range(len(results)) if i not in ok]
+    for k, m1, m2, why in failed:
+        print(f"skipped frame {k}, molecules {m1} and {m2}: xtb failed ({why})")
+    if not ok:
+        sys.exit("xtb failed on every dimer")
     z = np.array([SYMBOLS[s] for s in dimer_symbols], dtype=np.int64)
-    write_dataset(a.out, a.name, z, np.stack(geoms), np.array([r[0] for r in results]),
-                  np.stack([r[1] for r in results]))
+    write_dataset(a.out, a.name, z, np.stack([geoms[i] for i in ok]), np.array([results[i][0] for i in ok]),
+                  np.stack([results[i][1] for i in ok]))
+    print(f"{len(ok)} dimers recomputed, {len(failed)} skipped")
 
 
 if __name__ == "__main__":
