@@ -97,6 +97,8 @@ def check_model_cfg(c: Dict) -> None:
         raise bad("message", "one of " + ", ".join(MESSAGE_OPS))
     if not isinstance(c["irreps"], str):
         raise bad("irreps", "a string such as '32x0e+16x1o+8x2e'")
+    if c["repulsion_inner"] >= 1:
+        raise bad("repulsion_inner", "below 1 (the fraction of the wall where the full repulsion starts)")
     if c["avg_num_neighbors"] is not None and not (number(c["avg_num_neighbors"]) and c["avg_num_neighbors"] > 0):
         raise bad("avg_num_neighbors", "a positive number (or left out)")
 
@@ -192,8 +194,6 @@ class DEQFormer(nn.Module):
         self.readout = MLP([self.muls[0], int(c["readout_hidden"]), 1])
         self.register_buffer("energy_shift", torch.tensor(energy_shift, dtype=torch.get_default_dtype()))
         self.energy_scale = float(energy_scale)
-        if c["repulsion_inner"] >= 1.0:
-            raise ValueError(f"model block: 'repulsion_inner' = {c['repulsion_inner']!r} must be below 1")
         self.repulsion = CoreRepulsion(type_names, pair_min_dist, float(c["repulsion_inner"]),
                                        enabled=c["repulsion"] == "zbl")
         # edge_attr = [geometry (Y, + edge frames for so2) | envelope | injection weights | block weights]

@@ -214,23 +214,19 @@ def complete_statistics(ckpt: Dict[str, Any]) -> Dict[str, Any]:
     if "pair_min_dist" in stats or (ckpt.get("model_cfg") or {}).get("repulsion", "zbl") == "none":
         return stats
     from ..config import parse_config
-    from ..data import load_datasets, pair_min_distances
+    from ..data import load_datasets, make_loader, pair_min_distances
     type_names = list(ckpt["type_names"])
     try:
-        cfg = parse_config(ckpt["config"])
-        frames, graphs = [], []
-        for d in load_datasets(cfg, type_names, require=("train",)):
-            idx = d.indices("train")
-            frames += [d.frames[int(i)] for i in idx]
-            graphs += d.graphs(idx, float(ckpt["r_max"]))
+        datasets = load_datasets(parse_config(ckpt["config"]), type_names, require=("train",))
+        train = make_loader(datasets, "train", float(ckpt["r_max"]), 1)     # the trainer's split and graphs
     except (KeyError, OSError, ValueError) as e:
         warnings.warn(f"this checkpoint predates the core repulsion and its training data cannot be read "
                       f"({type(e).__name__}: {e}): the model is built WITHOUT the repulsion; retrain, or make the "
                       f"data files readable again", RuntimeWarning)
         return stats
-    stats["pair_min_dist"] = pair_min_distances(frames, graphs, len(type_names))
+    stats["pair_min_dist"] = pair_min_distances(train.frames, train.graphs, len(type_names))
     warnings.warn(f"this checkpoint predates the core repulsion: its walls were recomputed from the "
-                  f"{len(frames)} training frames of its config", RuntimeWarning)
+                  f"{len(train.frames)} training frames of its config", RuntimeWarning)
     return stats
 
 
