@@ -26,7 +26,12 @@ Several datasets are given as a list of blocks under ``datasets:``; top-level da
       - {name: monomer, dataset: npz, dataset_file_name: mono.npz, n_train: 1000, n_val: 100}
       - {name: dimer, dataset: ase, dataset_file_name: dimer.extxyz, n_train: 500, n_val: 50}
 
-Relative paths (``dataset_file_name`` and ``root``) are resolved against the YAML file's folder.
+Fine-tuning (nequip's key): ``initial_model_state: path/to/best.pth`` starts a new run from that
+checkpoint's (EMA) weights, architecture and energy references; the core-repulsion walls are taken
+from the new training split.
+
+Relative paths (``dataset_file_name``, ``root``, ``initial_model_state``) are resolved against the YAML
+file's folder.
 """
 from __future__ import annotations
 
@@ -135,6 +140,8 @@ class TrainConfig:
     run_name: str = "deqformer"
     max_time_minutes: Optional[float] = None
     device: str = "cpu"
+    initial_model_state: Optional[Path] = None   # fine-tuning: start from this checkpoint's weights
+    initial_model_state_strict: bool = True
     config_path: Optional[Path] = None
     raw: Dict[str, Any] = field(default_factory=dict)
     ignored_keys: List[str] = field(default_factory=list)
@@ -165,6 +172,8 @@ class TrainConfig:
         elif self.datasets:
             raw["dataset_file_name"] = str(self.datasets[0].file_name)
         raw["root"] = str(Path(self.root).resolve())
+        if self.initial_model_state is not None:
+            raw["initial_model_state"] = str(self.initial_model_state)
         return raw
 
 
@@ -184,6 +193,7 @@ _TOP_KEYS = _DATASET_KEYS - {"name"} | {
     "max_gradient_norm", "lr_scheduler_name", "lr_scheduler_patience", "lr_scheduler_factor",
     "lr_scheduler_T_max", "lr_scheduler_eta_min", "early_stopping_patiences", "solver_warm_start",
     "early_stopping_lower_bounds", "root", "run_name", "max_time_minutes", "device",
+    "initial_model_state", "initial_model_state_strict",
 }
 _DATASET_KIND_ALIASES = {
     "npz": "npz", "npzdataset": "npz",
@@ -543,6 +553,13 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     if get("max_time_minutes") is not None:
         cfg.max_time_minutes = _as_float("max_time_minutes", get("max_time_minutes"), positive=True)
     cfg.device = _as_str("device", get("device", "cpu"))
+    if get("initial_model_state") is not None:
+        init = Path(_as_str("initial_model_state", get("initial_model_state"))).expanduser()
+        cfg.initial_model_state = init if init.is_absolute() else (base_dir / init).resolve()
+        if not cfg.initial_model_state.is_file():
+            raise _bad("initial_model_state", str(init), "the path of a deqformer checkpoint (best.pth / last.pth) "
+                       f"to start from; {cfg.initial_model_state} does not exist")
+    cfg.initial_model_state_strict = _as_bool("initial_model_state_strict", get("initial_model_state_strict", True))
     cfg.config_path = Path(config_path).resolve() if config_path is not None else None
     cfg.raw = copy.deepcopy(raw)
     cfg.ignored_keys = unknown

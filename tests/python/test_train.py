@@ -241,6 +241,39 @@ def test_smoke_resume_is_exact_and_refuses_overwrite(trained, tmp_path):
         assert float(rows[2][col]) == pytest.approx(float(rows2[2][col]), rel=1e-9), col
 
 
+def test_fine_tuning_starts_from_the_checkpoint(trained, tmp_path):
+    """initial_model_state (nequip's key): a new run from a trained checkpoint's EMA weights and architecture.
+    With a learning rate that cannot move the weights, its first validation loss is the checkpoint's."""
+    tmp, cfg_path, run_dir = trained
+    best = load_checkpoint(run_dir / "best.pth")
+    still = dict(learning_rate=1e-14, max_epochs=1, lr_scheduler_name="none")
+    tuned = write_config(tmp_path, run_name="tuned", initial_model_state=str(run_dir / "best.pth"),
+                         model={"irreps": "8x0e"}, **still)   # a different model block: the checkpoint's is kept
+    log = []
+    Trainer(load_config(tuned), progress=False, log=log.append).run()
+    assert any("initialised from" in line for line in log) and any("keeping the checkpoint's" in line for line in log)
+    ck = load_checkpoint(load_config(tuned).run_dir / "last.pth")
+    assert ck["model_cfg"] == TINY_MODEL and ck["config"]["initial_model_state"] == str(run_dir / "best.pth")
+    assert ck["stats"]["pair_min_dist"] == best["stats"]["pair_min_dist"]       # same training split here
+    first = float(read_csv(load_config(tuned).run_dir / "metrics_epoch.csv")[0]["val_loss"])
+    assert first == pytest.approx(best["best_metric"], rel=1e-4)
+    assert ck["best_metric"] == pytest.approx(best["best_metric"], rel=1e-4)
+    def close(a, b):
+        return all(torch.allclose(a[k], b[k], rtol=0, atol=1e-9) for k in b)
+    assert close(ck["model_state"], best["deploy_state"])        # the EMA weights it started from, unmoved
+    # the same run from scratch starts elsewhere
+    scratch = write_config(tmp_path, name="scratch.yaml", run_name="scratch", **still)
+    quiet_trainer(load_config(scratch), model_builder=None).run()
+    assert not close(load_checkpoint(load_config(scratch).run_dir / "last.pth")["model_state"], best["deploy_state"])
+    # other elements, or a missing file: refused with the reason
+    other = write_config(tmp_path, name="other.yaml", run_name="other", initial_model_state=str(run_dir / "best.pth"),
+                         chemical_symbols=["H", "O", "C"], **still)
+    with pytest.raises(TrainingError, match="keeps the elements"):
+        quiet_trainer(load_config(other), model_builder=None).run()
+    with pytest.raises(ConfigError, match="initial_model_state"):
+        load_config(write_config(tmp_path, name="gone.yaml", initial_model_state=str(tmp_path / "gone.pth")))
+
+
 def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
     tmp, cfg_path, run_dir = trained
     capsys.readouterr()

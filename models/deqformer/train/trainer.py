@@ -21,7 +21,7 @@ from .. import __version__, units
 from ..config import ConfigError, TrainConfig
 from ..data import batch_to, compute_statistics, load_datasets, make_loader, pair_min_distances
 from ..data.dataset import LoadedDataset
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .warm_start import FixedPointCache
 from .ema import ExponentialMovingAverage
 from .loss import EnergyForceLoss, MetricAccumulator
@@ -142,6 +142,26 @@ class Trainer:
         except ImportError as e:
             raise TrainingError(f"cannot import deqformer.model.build_model: {e}") from e
         return build_model
+
+    def _initial_model_state(self, train_loader):
+        """Fine-tuning (``initial_model_state``): the architecture, statistics and EMA weights of a trained
+        checkpoint; only the core-repulsion walls come from the new training split (its closest contacts)."""
+        cfg = self.cfg
+        path = cfg.initial_model_state
+        try:
+            init = load_checkpoint(path)
+        except CheckpointError as e:
+            raise TrainingError(f"initial_model_state: {e}") from e
+        if list(init.get("type_names") or []) != list(cfg.type_names) or float(init.get("r_max", -1)) != float(cfg.r_max):
+            raise TrainingError(f"initial_model_state {path} was trained with type_names={init.get('type_names')}, "
+                                f"r_max={init.get('r_max')}; the config has {cfg.type_names}, {cfg.r_max} (fine-tuning "
+                                f"keeps the elements, their order and the cutoff)")
+        model_cfg = init.get("model_cfg") or {}
+        if model_cfg != cfg.model:
+            self.log(f"note: the config's model block differs from {path.name}'s; keeping the checkpoint's architecture")
+        stats = dict(init["stats"])
+        stats["pair_min_dist"] = pair_min_distances(train_loader.frames, train_loader.graphs, len(cfg.type_names))
+        return stats, model_cfg, init["deploy_state"]
 
     def _make_scheduler(self, optimizer: torch.optim.Optimizer):
         c = self.cfg
@@ -310,6 +330,7 @@ class Trainer:
         run_dir = self.run_dir
         last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
         ckpt = None
+        init_state = None
         if last_path.exists() and not self.resume:
             raise TrainingError(f"run directory {run_dir} already holds a run (last.pth); use --resume to continue "
                                 f"it, or choose another run_name / root")
@@ -349,6 +370,8 @@ class Trainer:
                                                                      len(cfg.type_names)))
             if model_cfg != cfg.model:
                 self.log("note: the config's model block differs from the checkpoint's; keeping the checkpoint's")
+        elif cfg.initial_model_state is not None:
+            stats, model_cfg, init_state = self._initial_model_state(train_loader)
         else:
             stats = compute_statistics(train_loader.frames, len(cfg.type_names), train_loader.graphs)
             model_cfg = cfg.model
@@ -359,6 +382,14 @@ class Trainer:
                 model = builder(dict(model_cfg), list(cfg.type_names), float(cfg.r_max), dict(stats), self.dtype)
             except (ValueError, TypeError, KeyError) as e:
                 raise ConfigError(f"config key 'model': cannot build the model: {e}") from e
+        if init_state is not None:
+            try:
+                missing, unexpected = model.load_state_dict(init_state, strict=cfg.initial_model_state_strict)
+            except RuntimeError as e:
+                raise TrainingError(f"initial_model_state {cfg.initial_model_state}: its weights do not fit the model "
+                                    f"({e}); set initial_model_state_strict: false to load the matching ones") from e
+            self.log(f"initialised from {cfg.initial_model_state} (fine-tuning)"
+                     + (f"; not in it: {missing}" if missing else "") + (f"; ignored: {unexpected}" if unexpected else ""))
         model = model.to(device=self.device)
         self.model = model
         n_params = sum(p.numel() for p in model.parameters())
