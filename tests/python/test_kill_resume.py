@@ -17,7 +17,7 @@ from deqformer.train import load_checkpoint
 HERE = Path(__file__).resolve()
 DATA = HERE.parents[1] / "data"
 MODELS = HERE.parents[2] / "models"
-EPOCHS = 8
+EPOCHS = 10
 
 
 def _config(tmp_path) -> Path:
@@ -46,6 +46,14 @@ def _epochs_logged(csv_path: Path):
     return [int(r[0]) for r in rows[1:] if r and r[0].isdigit()]
 
 
+def _wait(proc: subprocess.Popen, run_dir: Path, n_epochs: int, max_s: float) -> None:
+    """Until the run has logged n_epochs epochs, has ended, or max_s seconds have passed."""
+    t0 = time.time()
+    while proc.poll() is None and len(_epochs_logged(run_dir / "metrics_epoch.csv")) < n_epochs \
+            and time.time() - t0 < max_s:
+        time.sleep(0.02)
+
+
 def _start(cfg: Path, resume: bool) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(MODELS), OMP_NUM_THREADS="1")
     args = [sys.executable, "-m", "deqformer.cli.train", str(cfg), "--no-progress"] + (["--resume"] if resume else [])
@@ -63,14 +71,13 @@ def test_sigkill_and_resume(tmp_path):
     while kills < 5 and time.time() < deadline:
         before = len(_epochs_logged(run_dir / "metrics_epoch.csv"))
         proc = _start(cfg, resume)
+        # each cycle lets at most two epochs through, however fast the machine, so that the run cannot
+        # finish before it has been killed a few times
         if rng.random() < 0.25:  # during start-up (loading data, building or restoring the model)
-            time.sleep(rng.uniform(0.5, 3.0))
-        else:  # once this run has logged an epoch, at a random point of the next ones
-            t0 = time.time()
-            while proc.poll() is None and len(_epochs_logged(run_dir / "metrics_epoch.csv")) <= before \
-                    and time.time() - t0 < 120:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 1.5))
+            _wait(proc, run_dir, before + 1, rng.uniform(0.5, 3.0))
+        else:  # once this run has logged an epoch, at a random point of the next one
+            _wait(proc, run_dir, before + 1, 120)
+            _wait(proc, run_dir, before + 2, rng.uniform(0.0, 1.5))
         if proc.poll() is not None:  # finished before the kill
             break
         proc.send_signal(signal.SIGKILL)
