@@ -128,6 +128,7 @@ class TrainConfig:
     optimizer_weight_decay: float = 0.0
     max_gradient_norm: Optional[float] = None
     solver_warm_start: bool = True
+    train_processes: int = 1                      # data-parallel CPU processes (one thread each)
     lr_scheduler_name: str = "none"
     lr_scheduler_patience: int = 10
     lr_scheduler_factor: float = 0.5
@@ -192,6 +193,7 @@ _TOP_KEYS = _DATASET_KEYS - {"name"} | {
     "ema_use_num_updates", "optimizer_name", "optimizer_amsgrad", "optimizer_weight_decay",
     "max_gradient_norm", "lr_scheduler_name", "lr_scheduler_patience", "lr_scheduler_factor",
     "lr_scheduler_T_max", "lr_scheduler_eta_min", "early_stopping_patiences", "solver_warm_start",
+    "train_processes",
     "early_stopping_lower_bounds", "root", "run_name", "max_time_minutes", "device",
     "initial_model_state", "initial_model_state_strict",
 }
@@ -510,6 +512,9 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
         g = _as_float("max_gradient_norm", get("max_gradient_norm"), positive=True, allow_inf=True)
         cfg.max_gradient_norm = None if math.isinf(g) else g
     cfg.solver_warm_start = _as_bool("solver_warm_start", get("solver_warm_start", True))
+    cfg.train_processes = _as_int("train_processes", get("train_processes", 1), minimum=1)
+    if cfg.train_processes > 64:
+        raise _bad("train_processes", cfg.train_processes, "at most 64 (one process per CPU core)")
     cfg.lr_scheduler_name = _as_choice("lr_scheduler_name", get("lr_scheduler_name", "none"), _SCHEDULERS)
     cfg.lr_scheduler_patience = _as_int("lr_scheduler_patience", get("lr_scheduler_patience", 10), minimum=0)
     cfg.lr_scheduler_factor = _as_float("lr_scheduler_factor", get("lr_scheduler_factor", 0.5), positive=True)

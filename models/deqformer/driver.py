@@ -199,7 +199,10 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                     # how the forces depend on them through the adjoint.
                     zr = zs.clone().requires_grad_(True)
                     g_t = torch.autograd.grad([model.atomic_energy(zr, types).sum()], [zr], create_graph=True)[0]
-                    jtu = torch.autograd.grad([fz], [zin], grad_outputs=[u], create_graph=True)[0]
+                    if c["adjoint_grad"] == "one_step":
+                        jtu = torch.autograd.grad([fz], [zin], grad_outputs=[u], create_graph=True)[0]
+                    else:               # "readout": J^T u* as a value, u* - de/dz* (exact at the fixed point)
+                        jtu = (u - g).detach()
                     u_use = g_t + jtu
                 else:
                     u_use = u

@@ -49,6 +49,11 @@ DEFAULTS = {
     "grad": "implicit",            # implicit (exact forces) | phantom (TorchDEQ 1-step)
     "phantom_steps": 1,
     "phantom_damping": 0.8,
+    # implicit training only: how the force loss reaches the parameters through the adjoint u*.
+    # one_step: u* = de/dz + J^T u* rebuilt with its graph (a third derivative of f per step);
+    # readout: only de/dz carries the graph, J^T u* enters as a value (about half the cost per step).
+    # Both leave the forces themselves exact; they differ only in the parameter gradient.
+    "adjoint_grad": "one_step",
     "jac_reg_weight": 0.0,         # TorchDEQ-style Jacobian regulariser |eps^T df/dz|^2 / |eps|^2 (training)
     "jac_reg_freq": 1.0,           # fraction of training steps that pay for it
     "avg_num_neighbors": None,
@@ -66,6 +71,7 @@ _NONNEG_FLOAT = ("solver_lam", "jac_reg_weight")
 _UNIT_INTERVAL = ("jac_reg_freq", "phantom_damping", "repulsion_inner")
 _CHOICES = {"attention": ("mlp", "dot"), "radial_basis": ("gaussian", "expnormal"), "mode": ("deq", "explicit"),
             "solver": ("anderson", "broyden", "picard"), "grad": ("implicit", "phantom"),
+            "adjoint_grad": ("one_step", "readout"),
             "repulsion": REPULSION_KINDS}
 
 

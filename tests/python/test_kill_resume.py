@@ -1,6 +1,6 @@
 """Training killed with SIGKILL at seeded random moments and resumed with --resume: no checkpoint is ever
 half-written (each loads), at most one epoch is lost per kill, and the finished run's log has every epoch
-exactly once."""
+exactly once. With train_processes: 2 the forked worker dies with the trainer (no orphan left behind)."""
 import csv
 import os
 import random
@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from deqformer.train import load_checkpoint
@@ -20,7 +21,7 @@ MODELS = HERE.parents[2] / "models"
 EPOCHS = 10
 
 
-def _config(tmp_path) -> Path:
+def _config(tmp_path, processes: int = 1) -> Path:
     cfg = {
         "root": str(tmp_path / "runs"), "run_name": "killed", "seed": 3,
         "dataset": "npz", "dataset_file_name": str(DATA / "aspirin_monomer_30.npz"),
@@ -28,7 +29,7 @@ def _config(tmp_path) -> Path:
                         "forces": "forces"},
         "npz_fixed_field_keys": ["atomic_numbers"], "chemical_symbols": ["H", "C", "O"],
         "r_max": 3.5, "n_train": 12, "n_val": 4, "batch_size": 4, "validation_batch_size": 4,
-        "learning_rate": 0.003, "max_epochs": EPOCHS, "use_ema": True,
+        "learning_rate": 0.003, "max_epochs": EPOCHS, "use_ema": True, "train_processes": processes,
         "model": {"irreps": "4x0e+2x1o+2x2e", "msg_channels": 4, "num_heads": 2, "attn_hidden": 4,
                   "radial_hidden": 8, "type_embed_dim": 4, "readout_hidden": 8, "num_basis": 4,
                   "solver_max_iter": 15},
@@ -60,8 +61,23 @@ def _start(cfg: Path, resume: bool) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_sigkill_and_resume(tmp_path):
-    cfg = _config(tmp_path)
+def _processes_running(cfg: Path):
+    """PIDs whose command line names this config (the trainer and its forked workers)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if str(cfg).encode() in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigkill_and_resume(tmp_path, processes):
+    cfg = _config(tmp_path, processes)
     run_dir = tmp_path / "runs" / "killed"
     last = run_dir / "last.pth"
     rng = random.Random(11)
@@ -82,6 +98,10 @@ def test_sigkill_and_resume(tmp_path):
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        t_kill = time.time()
+        while _processes_running(cfg) and time.time() - t_kill < 10:
+            time.sleep(0.05)
+        assert not _processes_running(cfg), "a training process outlived the killed trainer"
         kills += 1
         resume = True
         logged = _epochs_logged(run_dir / "metrics_epoch.csv")

@@ -448,3 +448,68 @@ def test_trainer_reports_bad_model_block_and_data(tmp_path):
         quiet_trainer(cfg).run()
     bad = write_config(tmp_path, "bad.yaml", r_max="five")
     assert train_cli.main([str(bad)]) == 2
+
+
+# ------------------------------------------------------------------------------ data-parallel training
+
+
+@pytest.mark.parametrize("processes,batch_size", [(2, 4), (3, 3)])
+def test_data_parallel_training_equals_one_process(tmp_path, processes, batch_size):
+    """train_processes splits each batch over forked processes and sums their gradients: the run equals a
+    one-process run up to floating-point summation order and the solver tolerance (float64), with a part left empty when a batch
+    has fewer frames than processes (8 frames in batches of 3 on 3 processes), and resumes exactly."""
+    common = dict(batch_size=batch_size, validation_batch_size=batch_size, max_epochs=3)
+    one = write_config(tmp_path, name="one.yaml", run_name="one", **common)
+    many = write_config(tmp_path, name="many.yaml", run_name="many", train_processes=processes,
+                        **dict(common, max_epochs=2))
+    assert train_cli.main([str(one), "--no-progress"]) == 0
+    assert train_cli.main([str(many), "--no-progress"]) == 0
+    assert train_cli.main([str(many), "--no-progress", "--resume", "--max-epochs", "3"]) == 0
+    rows1 = read_csv(load_config(one).run_dir / "metrics_epoch.csv")
+    rows2 = read_csv(load_config(many).run_dir / "metrics_epoch.csv")
+    assert len(rows1) == len(rows2) == 3
+    for r1, r2 in zip(rows1, rows2):
+        for col in ("train_loss", "train_f_mae", "val_loss", "val_e_mae", "val_f_mae", "val_f_mae_dimer", "lr"):
+            assert float(r2[col]) == pytest.approx(float(r1[col]), rel=1e-6, abs=1e-6), (r1["epoch"], col)
+        # each part is solved on its own (to the same tolerance), so iteration counts differ a little
+        assert abs(float(r2["mean_solver_iters"]) - float(r1["mean_solver_iters"])) < 2.0
+    c1 = load_checkpoint(load_config(one).run_dir / "last.pth")
+    c2 = load_checkpoint(load_config(many).run_dir / "last.pth")
+    for k, v in c1["model_state"].items():
+        torch.testing.assert_close(c2["model_state"][k], v, rtol=1e-4, atol=1e-5)  # Adam steps are ~3e-3
+    # every frame's warm start reached process 0's checkpoint, whichever process solved it
+    assert c2["fixed_point_cache"]["train"]["keys"] == c1["fixed_point_cache"]["train"]["keys"] == list(range(8))
+    z1, z2 = c1["fixed_point_cache"]["train"]["z"], c2["fixed_point_cache"]["train"]["z"]
+    assert float((z2 - z1).norm() / z1.norm()) < 1e-3       # equal to the training solver tolerance
+
+
+def test_data_parallel_refuses_gpu_and_bad_counts(tmp_path):
+    with pytest.raises(ConfigError, match="train_processes"):
+        load_config(write_config(tmp_path, train_processes=0))
+    cfg = load_config(write_config(tmp_path, name="gpu.yaml", train_processes=2))
+    with pytest.raises(TrainingError, match="train_processes: 1"):
+        Trainer(cfg, device="meta", progress=False, log=lambda s: None).run()
+
+
+class FailingInWorker(PairModel):
+    """The stand-in, failing in the forked worker (not in the trainer's own process) in epoch 2 (at its
+    fourth training batch: 2 batches per epoch)."""
+
+    parent = os.getpid()
+    calls = 0
+
+    def forward(self, batch, compute_forces=True):
+        if os.getpid() != FailingInWorker.parent and self.training:
+            FailingInWorker.calls += 1
+            if FailingInWorker.calls > 3:
+                raise RuntimeError("injected failure in a worker")
+        return super().forward(batch, compute_forces)
+
+
+def test_data_parallel_worker_failure_is_reported(tmp_path):
+    FailingInWorker.parent = os.getpid()
+    cfg = load_config(write_config(tmp_path, train_processes=2, max_epochs=3))
+    trainer = quiet_trainer(cfg, model_builder=lambda model_cfg, *a: FailingInWorker(*a))
+    with pytest.raises(TrainingError, match="training process 1 failed"):
+        trainer.run()
+    assert trainer.parallel is None

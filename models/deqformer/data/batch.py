@@ -98,6 +98,25 @@ class GraphLoader:
             return np.random.default_rng([self.seed, self.epoch]).permutation(n)
         return np.arange(n)
 
+    def iter_shard(self, rank: int, world: int
+                   ) -> Iterator[Tuple[Optional[Dict[str, torch.Tensor]], Tuple[int, int]]]:
+        """Data-parallel iteration: the same batches as ``__iter__``, each cut into ``world`` contiguous
+        parts; yields (part ``rank`` of the batch, or None when it is empty; (frames with an energy, atoms
+        with forces) in the whole batch), so that each process can normalise its loss by the batch's counts."""
+        order = self.order()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            n_e = sum(1 for i in idx if math.isfinite(float(self.frames[i].get("total_energy", math.nan))))
+            n_f = sum(len(self.frames[i]["pos"]) for i in idx if "forces" in self.frames[i])
+            mine = np.array_split(idx, world)[rank]
+            if len(mine) == 0:
+                yield None, (n_e, n_f)
+                continue
+            batch = collate([self.frames[i] for i in mine], [self.graphs[i] for i in mine], self.dtype,
+                            [self.dataset_ids[i] for i in mine])
+            batch["sample_index"] = torch.as_tensor(np.asarray(mine, dtype=np.int64))
+            yield batch, (n_e, n_f)
+
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         order = self.order()
         for b in range(len(self)):

@@ -44,8 +44,10 @@ class EnergyForceLoss:
     def needs_forces(self) -> bool:
         return self.coeffs.forces > 0
 
-    def __call__(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
-                 ) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def __call__(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
+                 counts: Optional[Tuple[int, int]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """``counts`` = (frames with an energy, atoms with forces) of the whole batch when ``batch`` is one
+        process's part of it (data-parallel training): the parts' losses then sum to the batch's loss."""
         c = self.coeffs
         e_err, n_at, _ = _energy_errors(out, batch)
         zero = out["energy"].sum() * 0.0
@@ -53,13 +55,13 @@ class EnergyForceLoss:
         parts: Dict[str, float] = {}
         if c.energy > 0 and e_err.numel():
             e = e_err / n_at if c.energy_per_atom else e_err
-            mse_e = (e * e).mean()
+            mse_e = (e * e).mean() if counts is None else (e * e).sum() / max(counts[0], 1)
             loss = loss + c.energy * mse_e
             parts["mse_e"] = float(mse_e.detach())
         if c.forces > 0:
             fe = _force_errors(out, batch)
             if fe is not None and fe[0].numel():
-                mse_f = (fe[0] * fe[0]).mean()
+                mse_f = (fe[0] * fe[0]).mean() if counts is None else (fe[0] * fe[0]).sum() / max(3 * counts[1], 1)
                 loss = loss + c.forces * mse_f
                 parts["mse_f"] = float(mse_f.detach())
         return loss, parts
@@ -120,6 +122,21 @@ class MetricAccumulator:
                 dest.append(float(v.detach().float().mean()) if torch.is_tensor(v) else float(v))
         if loss is not None:
             self.batch_losses.append(float(loss))
+
+    def state(self) -> Dict[str, object]:
+        """The accumulated sums (picklable), for ``merge_state`` in another process."""
+        return {"total": {k: getattr(self.total, k) for k in _Sums.__slots__},
+                "per": [{k: getattr(s, k) for k in _Sums.__slots__} for s in self.per],
+                "iters": list(self.iters), "residuals": list(self.residuals)}
+
+    def merge_state(self, state: Dict[str, object]) -> None:
+        """Add another accumulator's sums (its batch losses are not taken: in data-parallel training
+        process 0 already records each whole batch's loss)."""
+        for sums, other in [(self.total, state["total"])] + list(zip(self.per, state["per"])):
+            for k in _Sums.__slots__:
+                setattr(sums, k, getattr(sums, k) + other[k])
+        self.iters.extend(state["iters"])
+        self.residuals.extend(state["residuals"])
 
     def _metrics(self, s: _Sums) -> Dict[str, float]:
         def div(a: float, n: float) -> float:

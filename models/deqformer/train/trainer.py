@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -24,6 +25,7 @@ from ..data.dataset import LoadedDataset
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .warm_start import FixedPointCache
 from .ema import ExponentialMovingAverage
+from .parallel import DataParallel, ParallelError
 from .loss import EnergyForceLoss, MetricAccumulator
 
 __all__ = ["Trainer", "TrainingError", "csv_columns", "apply_num_threads_env"]
@@ -123,10 +125,13 @@ class Trainer:
         self.dtype = cfg.torch_dtype
         self.loss_fn = EnergyForceLoss(cfg.loss)
         self.model: Optional[torch.nn.Module] = None
+        self.parallel: Optional[DataParallel] = None    # set while train_processes > 1 run
 
     # ------------------------------------------------------------------ helpers
 
     def log(self, line: str) -> None:
+        if self.parallel is not None and self.parallel.rank:
+            return                       # only process 0 speaks for a data-parallel run
         self._print(line)
         try:
             with open(self.run_dir / "train.log", "a") as f:
@@ -239,6 +244,8 @@ class Trainer:
         acc = MetricAccumulator(self.cfg.loss, names)
         skipped = 0
         running = 0.0
+        if self.parallel is not None:
+            return self._train_epoch_parallel(epoch, model, optimizer, ema, loader, names)
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not self.progress,
                    file=sys.stderr, dynamic_ncols=True)
         for k, batch in enumerate(bar):
@@ -269,15 +276,113 @@ class Trainer:
         res["skipped_batches"] = skipped
         return res
 
+    def _train_epoch_parallel(self, epoch: int, model, optimizer, ema, loader, names: Sequence[str]) -> Dict[str, Any]:
+        """``train_epoch`` as one of ``train_processes`` processes (see ``parallel.py``): this process's part
+        of every batch, gradients summed over the processes, the same optimizer step everywhere."""
+        par = self.parallel
+        model.train()
+        loader.set_epoch(epoch)
+        if par.rank:
+            # the workers' own random stream (Jacobian-penalty probes), reproducible per epoch and rank
+            torch.manual_seed((int(self.cfg.seed) * 1_000_003 + epoch * 7919 + par.rank) % 2**63)
+        acc = MetricAccumulator(self.cfg.loss, names)
+        params = [p for p in model.parameters() if p.requires_grad]
+        skipped = 0
+        running = 0.0
+        bar = tqdm(loader.iter_shard(par.rank, par.world_size), total=len(loader), desc=f"epoch {epoch}",
+                   leave=False, disable=not self.progress or par.rank != 0, file=sys.stderr, dynamic_ncols=True)
+        for k, (batch, counts) in enumerate(bar):
+            optimizer.zero_grad(set_to_none=True)
+            out = None
+            lv, ok = 0.0, True
+            if batch is not None:
+                batch = batch_to(batch, self.device)
+                want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
+                out = self._forward(model, batch, want_forces, self.train_cache)
+                loss, _ = self.loss_fn(out, batch, counts)
+                if "aux_loss" in out:    # the regulariser is a mean: weight this part by its share of frames
+                    loss = loss + out["aux_loss"] * (float(batch["num_frames"]) / max(counts[0], 1))
+                ok = bool(torch.isfinite(loss))
+                if ok:
+                    loss.backward()
+                    lv = float(loss.detach())
+            par.exchange_fixed_points(self.train_cache if self.cfg.solver_warm_start else None, batch, out)
+            lv, ok = par.reduce_gradients(params, lv, ok)
+            if not ok:
+                skipped += 1
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            if self.cfg.max_gradient_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.max_gradient_norm)
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            if batch is not None:
+                acc.update(out, batch, loss=lv if par.rank == 0 else None)
+            elif par.rank == 0:
+                acc.batch_losses.append(lv)
+            running = lv if k == 0 else 0.9 * running + 0.1 * lv
+            iters = sum(acc.iters) / len(acc.iters) if acc.iters else math.nan
+            bar.set_postfix(loss=f"{running:.4g}", iters=f"{iters:.1f}")
+        bar.close()
+        par.gather_metrics(acc)
+        res = acc.results()
+        res["skipped_batches"] = skipped
+        return res
+
+    def _start_processes(self, n_proc: int, model, optimizer, ema, train_loader, val_loader, names: Sequence[str],
+                         start_epoch: int) -> None:
+        """Fork ``n_proc - 1`` training processes (``train_processes``). Process 0 returns; the others run
+        the epochs as workers and exit inside this call."""
+        if self.device.type != "cpu":
+            raise TrainingError(f"train_processes: {n_proc} splits batches over CPU cores; on {self.device} set "
+                                f"train_processes: 1")
+        self.log(f"data-parallel training: {n_proc} processes, one thread each, each batch of {self.cfg.batch_size} "
+                 f"frames split between them")
+        par = DataParallel(n_proc)
+        try:
+            par.start()
+        except ParallelError as e:
+            raise TrainingError(str(e)) from e
+        self.parallel = par
+        if par.rank == 0:
+            return
+        ok = False
+        try:
+            self.progress = False
+            for epoch in range(start_epoch + 1, self.cfg.max_epochs + 1):
+                self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
+                if ema is not None:
+                    with ema.average_parameters(model):
+                        self.validate(model, val_loader, names)
+                else:
+                    self.validate(model, val_loader, names)
+                if par.receive_control(optimizer):
+                    break
+            ok = True
+        except BaseException:
+            sys.stderr.write(f"deqformer-train: training process {par.rank} failed:\n")
+            traceback.print_exc()
+        finally:
+            par.worker_exit(ok)
+
     def validate(self, model, loader, names: Sequence[str]) -> Dict[str, Any]:
         model.eval()
         acc = MetricAccumulator(self.cfg.loss, names)
-        for batch in loader:
-            batch = batch_to(batch, self.device)
-            with torch.enable_grad():
-                out = self._forward(model, batch, bool(batch["has_forces"].any()), self.val_cache)
-            out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
-            acc.update(out, batch)
+        par = self.parallel
+        batches = ((b, None) for b in loader) if par is None else loader.iter_shard(par.rank, par.world_size)
+        for batch, _ in batches:
+            out = None
+            if batch is not None:
+                batch = batch_to(batch, self.device)
+                with torch.enable_grad():
+                    out = self._forward(model, batch, bool(batch["has_forces"].any()), self.val_cache)
+                out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
+                acc.update(out, batch)
+            if par is not None:
+                par.exchange_fixed_points(self.val_cache if self.cfg.solver_warm_start else None, batch, out)
+        if par is not None:
+            par.gather_metrics(acc)
         return acc.results()
 
     # ------------------------------------------------------------------ main
@@ -327,6 +432,10 @@ class Trainer:
         t_start = time.time()
         cfg = self.cfg
         apply_num_threads_env()
+        if int(cfg.train_processes) > 1:
+            # one intra-op thread per process (more do not help this model; and the workers are forked,
+            # which is only safe before an OpenMP thread pool exists)
+            torch.set_num_threads(1)
         run_dir = self.run_dir
         last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
         ckpt = None
@@ -428,85 +537,106 @@ class Trainer:
             with open(csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(columns)
 
-        stop_reason = "max_epochs"
-        epoch = start_epoch
-        wall_base = state["wall_time_s"]
-        t_loop = time.time()
-        wall_prev = wall_base
-        for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
-            tr = self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
-            if ema is not None:
-                with ema.average_parameters(model):
-                    va = self.validate(model, val_loader, names)
-            else:
-                va = self.validate(model, val_loader, names)
-            lr = optimizer.param_groups[0]["lr"]
-            val_loss = float(va["loss"])
-            if isinstance(scheduler, TimeBudgetCosine):
-                # re-fit the cosine's length to the time left, from the mean epoch duration so far
-                done_s = time.time() - t_loop
-                t_max = self._auto_t_max(epoch, done_s / (epoch - start_epoch), time.time() - t_start)
-                if t_max != scheduler.t_max:
-                    self.log(f"lr_scheduler_T_max: auto -> {t_max} epochs fit in {self.max_time_minutes:g} minutes")
-                scheduler.t_max = t_max
-            if scheduler is not None:
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+        n_proc = int(cfg.train_processes)
+        if n_proc > 1:
+            self._start_processes(n_proc, model, optimizer, ema, train_loader, val_loader, names, start_epoch)
+        try:
+            stop_reason = "max_epochs"
+            epoch = start_epoch
+            wall_base = state["wall_time_s"]
+            t_loop = time.time()
+            wall_prev = wall_base
+            for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
+                tr = self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
+                if ema is not None:
+                    with ema.average_parameters(model):
+                        va = self.validate(model, val_loader, names)
                 else:
-                    scheduler.step()
-            improved = math.isfinite(val_loss) and val_loss < state["best_metric"]
-            if improved:
-                state["best_metric"], state["best_epoch"] = val_loss, epoch
-            train_loss = float(tr["mean_batch_loss"])
-            if math.isfinite(train_loss) and train_loss < state["best_train_loss"]:
-                state["best_train_loss"], state["best_train_epoch"] = train_loss, epoch
-            state["wall_time_s"] = wall_base + (time.time() - t_loop)
+                    va = self.validate(model, val_loader, names)
+                lr = optimizer.param_groups[0]["lr"]
+                val_loss = float(va["loss"])
+                if isinstance(scheduler, TimeBudgetCosine):
+                    # re-fit the cosine's length to the time left, from the mean epoch duration so far
+                    done_s = time.time() - t_loop
+                    t_max = self._auto_t_max(epoch, done_s / (epoch - start_epoch), time.time() - t_start)
+                    if t_max != scheduler.t_max:
+                        self.log(f"lr_scheduler_T_max: auto -> {t_max} epochs fit in {self.max_time_minutes:g} minutes")
+                    scheduler.t_max = t_max
+                if scheduler is not None:
+                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+                    else:
+                        scheduler.step()
+                improved = math.isfinite(val_loss) and val_loss < state["best_metric"]
+                if improved:
+                    state["best_metric"], state["best_epoch"] = val_loss, epoch
+                train_loss = float(tr["mean_batch_loss"])
+                if math.isfinite(train_loss) and train_loss < state["best_train_loss"]:
+                    state["best_train_loss"], state["best_train_epoch"] = train_loss, epoch
+                state["wall_time_s"] = wall_base + (time.time() - t_loop)
 
-            row = {"epoch": epoch, "wall_time_s": state["wall_time_s"], "lr": lr, "train_loss": train_loss,
-                   "train_e_mae": tr["e_mae"], "train_f_mae": tr["f_mae"], "val_loss": val_loss,
-                   "val_e_mae": va["e_mae"], "val_f_mae": va["f_mae"], "val_e_rmse": va["e_rmse"],
-                   "val_f_rmse": va["f_rmse"], "mean_solver_iters": tr["solver_iters_mean"],
-                   "val_mean_solver_iters": va["solver_iters_mean"]}
-            for name, m in va["per_dataset"].items():
-                row[f"val_e_mae_{name}"], row[f"val_f_mae_{name}"] = m["e_mae"], m["f_mae"]
-            with open(csv_path, "a", newline="") as f:
-                csv.writer(f).writerow([_fmt(row.get(c, math.nan)) for c in columns])
+                row = {"epoch": epoch, "wall_time_s": state["wall_time_s"], "lr": lr, "train_loss": train_loss,
+                       "train_e_mae": tr["e_mae"], "train_f_mae": tr["f_mae"], "val_loss": val_loss,
+                       "val_e_mae": va["e_mae"], "val_f_mae": va["f_mae"], "val_e_rmse": va["e_rmse"],
+                       "val_f_rmse": va["f_rmse"], "mean_solver_iters": tr["solver_iters_mean"],
+                       "val_mean_solver_iters": va["solver_iters_mean"]}
+                for name, m in va["per_dataset"].items():
+                    row[f"val_e_mae_{name}"], row[f"val_f_mae_{name}"] = m["e_mae"], m["f_mae"]
+                with open(csv_path, "a", newline="") as f:
+                    csv.writer(f).writerow([_fmt(row.get(c, math.nan)) for c in columns])
 
-            payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
-            save_checkpoint(payload, last_path)
-            if improved:
-                save_checkpoint(payload, best_path)
+                payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
+                save_checkpoint(payload, last_path)
+                if improved:
+                    save_checkpoint(payload, best_path)
 
-            skipped = f", skipped {tr['skipped_batches']} non-finite batches" if tr["skipped_batches"] else ""
-            self.log(f"epoch {epoch:4d} | lr {lr:.3g} | train loss {train_loss:.5g} | val loss {val_loss:.5g} | "
-                     f"val E MAE {1e3 * va['e_mae']:.2f} meV  F MAE {1e3 * va['f_mae']:.2f} meV/A | "
-                     f"iters {tr['solver_iters_mean']:.1f} | {state['wall_time_s']:.0f} s"
-                     f"{' *' if improved else ''}{skipped}")
+                skipped = f", skipped {tr['skipped_batches']} non-finite batches" if tr["skipped_batches"] else ""
+                self.log(f"epoch {epoch:4d} | lr {lr:.3g} | train loss {train_loss:.5g} | val loss {val_loss:.5g} | "
+                         f"val E MAE {1e3 * va['e_mae']:.2f} meV  F MAE {1e3 * va['f_mae']:.2f} meV/A | "
+                         f"iters {tr['solver_iters_mean']:.1f} | {state['wall_time_s']:.0f} s"
+                         f"{' *' if improved else ''}{skipped}")
 
-            # stopping rules (checked after the checkpoint is safely written)
-            pat = cfg.early_stopping_patiences
-            if "validation_loss" in pat and epoch - state["best_epoch"] >= pat["validation_loss"]:
-                stop_reason = f"early stopping: validation loss did not improve for {pat['validation_loss']} epochs"
-                break
-            if "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
-                stop_reason = f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
-                break
-            epoch_s = state["wall_time_s"] - wall_prev
-            wall_prev = state["wall_time_s"]
-            lr_now = optimizer.param_groups[0]["lr"]
-            if "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
-                stop_reason = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
-                break
-            if self.max_time_minutes is not None:
-                # stop before an epoch that would end past the limit (the last one's duration, +10 %,
-                # predicts it: epochs vary by a few per cent)
-                left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
-                if left_s < 1.1 * epoch_s:
-                    stop_reason = (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
-                                   f"less than an epoch ({epoch_s:.0f} s)")
+                # stopping rules (checked after the checkpoint is safely written)
+                stop_now = None
+                pat = cfg.early_stopping_patiences
+                epoch_s = state["wall_time_s"] - wall_prev
+                wall_prev = state["wall_time_s"]
+                lr_now = optimizer.param_groups[0]["lr"]
+                if "validation_loss" in pat and epoch - state["best_epoch"] >= pat["validation_loss"]:
+                    stop_now = f"early stopping: validation loss did not improve for {pat['validation_loss']} epochs"
+                elif "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
+                    stop_now = f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
+                elif "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
+                    stop_now = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
+                elif self.max_time_minutes is not None:
+                    # stop before an epoch that would end past the limit (the last one's duration, +10 %,
+                    # predicts it: epochs vary by a few per cent)
+                    left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
+                    if left_s < 1.1 * epoch_s:
+                        stop_now = (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
+                                    f"less than an epoch ({epoch_s:.0f} s)")
+                if self.parallel is not None:
+                    self.parallel.send_control(optimizer, stop_now is not None)
+                if stop_now is not None:
+                    stop_reason = stop_now
                     break
-        else:
-            epoch = max(epoch, start_epoch)
+            else:
+                epoch = max(epoch, start_epoch)
+        except BaseException as e:
+            if self.parallel is not None:
+                failed = self.parallel.failed_workers() if isinstance(e, RuntimeError) else []
+                self.parallel.stop(kill=True)
+                self.parallel = None
+                if failed:
+                    raise TrainingError("training process " + ", ".join(f"{r} failed (exit code {c})" for r, c in failed)
+                                        + "; its traceback is above; last.pth holds the last finished epoch "
+                                          "(--resume)") from e
+            raise
+        if self.parallel is not None:
+            codes = self.parallel.stop()
+            self.parallel = None
+            if any(codes):
+                raise TrainingError(f"a training process failed (exit codes {codes}); see its traceback above")
 
         if epoch == start_epoch and not last_path.exists():
             # max_epochs == 0 (or already reached): still leave a loadable checkpoint
