@@ -25,7 +25,7 @@ from ..data.dataset import LoadedDataset
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .warm_start import FixedPointCache
 from .ema import ExponentialMovingAverage
-from .parallel import DataParallel, ParallelError
+from .parallel import DataParallel, ParallelError, single_thread_blas
 from .loss import EnergyForceLoss, MetricAccumulator
 
 __all__ = ["Trainer", "TrainingError", "csv_columns", "apply_num_threads_env"]
@@ -436,6 +436,7 @@ class Trainer:
             # one intra-op thread per process (more do not help this model; and the workers are forked,
             # which is only safe before an OpenMP thread pool exists)
             torch.set_num_threads(1)
+            single_thread_blas()
         run_dir = self.run_dir
         last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
         ckpt = None
