@@ -6,7 +6,8 @@
 # Environment: NVT_STEPS (1000), NVE_STEPS (4000), COLD_STEPS (400), BOX_STEPS (40), BOX_NVE_STEPS (20),
 # BOX_MIN_STEPS (20), RETRAIN=1 (train again even if out/train finished). The defaults keep the whole job
 # (cold build and 40-minute training included) inside 75 minutes on 2 cores (measured cold: 60 min; parts:
-# build 14.5 min, training 39.7 min, the rest of this script 5.9 min); longer runs: raise them.
+# build 14.5 min, training 39.7 min, the rest of this script 5.9 min; the current, larger preset with a
+# warm build: 47.0 min, of which 6.8 min after training); longer runs: raise them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)

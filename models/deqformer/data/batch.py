@@ -99,10 +99,11 @@ class GraphLoader:
         return np.arange(n)
 
     def iter_shard(self, rank: int, world: int
-                   ) -> Iterator[Tuple[Optional[Dict[str, torch.Tensor]], Tuple[int, int]]]:
+                   ) -> Iterator[Tuple[Optional[Dict[str, torch.Tensor]], Tuple[int, int, int]]]:
         """Data-parallel iteration: the same batches as ``__iter__``, each cut into ``world`` contiguous
         parts; yields (part ``rank`` of the batch, or None when it is empty; (frames with an energy, atoms
-        with forces) in the whole batch), so that each process can normalise its loss by the batch's counts."""
+        with forces, frames) in the whole batch), so that each process can normalise its loss by the batch's
+        counts."""
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
@@ -110,12 +111,12 @@ class GraphLoader:
             n_f = sum(len(self.frames[i]["pos"]) for i in idx if "forces" in self.frames[i])
             mine = np.array_split(idx, world)[rank]
             if len(mine) == 0:
-                yield None, (n_e, n_f)
+                yield None, (n_e, n_f, len(idx))
                 continue
             batch = collate([self.frames[i] for i in mine], [self.graphs[i] for i in mine], self.dtype,
                             [self.dataset_ids[i] for i in mine])
             batch["sample_index"] = torch.as_tensor(np.asarray(mine, dtype=np.int64))
-            yield batch, (n_e, n_f)
+            yield batch, (n_e, n_f, len(idx))
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
         order = self.order()

@@ -45,8 +45,8 @@ class EnergyForceLoss:
         return self.coeffs.forces > 0
 
     def __call__(self, out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
-                 counts: Optional[Tuple[int, int]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """``counts`` = (frames with an energy, atoms with forces) of the whole batch when ``batch`` is one
+                 counts: Optional[Tuple[int, ...]] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """``counts`` = (frames with an energy, atoms with forces, ...) of the whole batch when ``batch`` is one
         process's part of it (data-parallel training): the parts' losses then sum to the batch's loss."""
         c = self.coeffs
         e_err, n_at, _ = _energy_errors(out, batch)

@@ -301,7 +301,7 @@ class Trainer:
                 out = self._forward(model, batch, want_forces, self.train_cache)
                 loss, _ = self.loss_fn(out, batch, counts)
                 if "aux_loss" in out:    # the regulariser is a mean: weight this part by its share of frames
-                    loss = loss + out["aux_loss"] * (float(batch["num_frames"]) / max(counts[0], 1))
+                    loss = loss + out["aux_loss"] * (float(batch["num_frames"]) / counts[2])
                 ok = bool(torch.isfinite(loss))
                 if ok:
                     loss.backward()
