@@ -21,9 +21,11 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 
 __all__ = ["DataParallel", "ParallelError"]
 
@@ -46,7 +48,7 @@ def single_thread_blas() -> List[str]:
 
     ``torch.set_num_threads(1)`` covers LibTorch's OpenMP pool (and MKL), not Debian's pthread OpenBLAS,
     which starts one busy-waiting thread per core; two training processes would then run four threads
-    on two cores (measured: 94 s per epoch instead of ~35)."""
+    on two cores (measured on the aspirin preset: 94 s per epoch instead of 64-71 s)."""
     done = []
     try:
         with open("/proc/self/maps") as f:
@@ -61,6 +63,10 @@ def single_thread_blas() -> List[str]:
         except (OSError, AttributeError):
             pass
     return done
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
 
 
 class DataParallel:
@@ -80,7 +86,6 @@ class DataParallel:
 
     def start(self) -> None:
         """Fork the workers (ranks 1..N-1) and join the gloo group. Call with one intra-op thread."""
-        import torch.distributed as dist
         if not dist.is_available() or not dist.is_gloo_available():
             raise ParallelError("train_processes > 1 needs torch.distributed with the gloo backend, which this "
                                 "PyTorch lacks; set train_processes: 1")
@@ -115,7 +120,6 @@ class DataParallel:
     def stop(self, kill: bool = False) -> List[int]:
         """Process 0: leave the group and reap the workers (SIGKILL first when ``kill``); their exit codes."""
         if self._started:
-            import torch.distributed as dist
             try:
                 dist.destroy_process_group()
             except Exception:
@@ -129,7 +133,7 @@ class DataParallel:
                 except ProcessLookupError:
                     pass
             _, status = os.waitpid(pid, 0)
-            codes.append(os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status)
+            codes.append(_exit_code(status))
         self._children = []
         if self._tmp is not None:
             try:
@@ -144,7 +148,6 @@ class DataParallel:
     def failed_workers(self, wait_s: float = 2.0) -> List[Tuple[int, int]]:
         """Process 0, after a collective failed: (rank, exit code) of workers that exited with an error
         (waits up to ``wait_s`` for a dying worker to finish)."""
-        import time
         failed = []
         t0 = time.time()
         pending = list(enumerate(self._children, start=1))
@@ -156,7 +159,7 @@ class DataParallel:
                 except ChildProcessError:
                     continue
                 if done:
-                    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+                    code = _exit_code(status)
                     self._children.remove(pid)
                     if code != 0:
                         failed.append((rank, code))
@@ -173,7 +176,6 @@ class DataParallel:
         sys.stdout.flush()
         sys.stderr.flush()
         if self._started:
-            import torch.distributed as dist
             try:
                 dist.destroy_process_group()
             except Exception:
@@ -185,7 +187,6 @@ class DataParallel:
     def reduce_gradients(self, params: Sequence[torch.nn.Parameter], loss: float, ok: bool) -> Tuple[float, bool]:
         """Sum the gradients (and the partial losses) over the processes; a parameter keeps ``grad = None``
         only if no process produced one. Returns (the batch's loss, whether every process had a finite one)."""
-        import torch.distributed as dist
         flat = [p.grad.detach().reshape(-1).double() if p.grad is not None else torch.zeros(p.numel(), dtype=torch.float64)
                 for p in params]
         have = torch.tensor([float(p.grad is not None) for p in params], dtype=torch.float64)
@@ -207,22 +208,18 @@ class DataParallel:
     def exchange_fixed_points(self, cache, batch: Optional[Dict[str, torch.Tensor]],
                               out: Optional[Dict[str, torch.Tensor]]) -> None:
         """Every process stores the fixed points every other process just computed (warm starts)."""
-        import torch.distributed as dist
         mine = None
-        if cache is not None and batch is not None and out is not None and "sample_index" in batch:
+        if batch is not None and out is not None and "sample_index" in batch:
             mine = ({"sample_index": batch["sample_index"], "num_atoms": batch["num_atoms"]},
                     {k: out[k].detach().cpu() for k in ("z", "u") if out.get(k) is not None})
         got: List[object] = [None] * self.world_size
         dist.all_gather_object(got, mine)
-        if cache is None:
-            return
         for r, item in enumerate(got):
             if r != self.rank and item is not None:
                 cache.store(item[0], item[1])
 
     def gather_metrics(self, acc) -> None:
         """Process 0's accumulator absorbs the others' (exact: they hold sums)."""
-        import torch.distributed as dist
         got: List[object] = [None] * self.world_size
         dist.all_gather_object(got, acc.state() if self.rank else None)
         if self.rank == 0:
@@ -241,7 +238,6 @@ class DataParallel:
         return vals[-1] != 0.0
 
     def _control(self, values: List[float]) -> List[float]:
-        import torch.distributed as dist
         t = torch.tensor(values, dtype=torch.float64)
         dist.broadcast(t, src=0)
         return t.tolist()

@@ -306,7 +306,8 @@ class Trainer:
                 if ok:
                     loss.backward()
                     lv = float(loss.detach())
-            par.exchange_fixed_points(self.train_cache if self.cfg.solver_warm_start else None, batch, out)
+            if self.cfg.solver_warm_start:
+                par.exchange_fixed_points(self.train_cache, batch, out)
             lv, ok = par.reduce_gradients(params, lv, ok)
             if not ok:
                 skipped += 1
@@ -379,8 +380,8 @@ class Trainer:
                     out = self._forward(model, batch, bool(batch["has_forces"].any()), self.val_cache)
                 out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
                 acc.update(out, batch)
-            if par is not None:
-                par.exchange_fixed_points(self.val_cache if self.cfg.solver_warm_start else None, batch, out)
+            if par is not None and self.cfg.solver_warm_start:
+                par.exchange_fixed_points(self.val_cache, batch, out)
         if par is not None:
             par.gather_metrics(acc)
         return acc.results()
