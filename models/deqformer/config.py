@@ -19,6 +19,9 @@ Minimal example::
     loss_coeffs: {forces: 1.0, total_energy: [1.0, PerAtomMSELoss]}
     model: {...}
 
+Loss names as nequip's: ``MSELoss`` (default), ``L1Loss`` (mean absolute error), and for the energy also
+``PerAtomMSELoss`` / ``PerAtomL1Loss`` (error of the energy divided by the atom count).
+
 Several datasets are given as a list of blocks under ``datasets:``; top-level dataset keys
 (``key_mapping``, ``n_train`` ...) serve as defaults for every block::
 
@@ -78,11 +81,14 @@ class ConfigWarning(UserWarning):
 
 @dataclass
 class LossCoeffs:
-    """Weights of the loss terms. Energy term: MSE of total energy, or of energy per atom."""
+    """Weights of the loss terms. Energy term: error of total energy, or of energy per atom; each term is
+    a mean squared error (nequip's MSELoss) or a mean absolute error (L1Loss)."""
 
     energy: float = 1.0
     energy_per_atom: bool = True
     forces: float = 1.0
+    energy_l1: bool = False
+    forces_l1: bool = False
 
 
 @dataclass
@@ -205,8 +211,11 @@ _SCHEDULERS = {"none": "none", "reducelronplateau": "ReduceLROnPlateau", "cosine
 _OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW"}
 _DTYPES = {"float32": "float32", "float": "float32", "single": "float32", "torch.float32": "float32",
            "float64": "float64", "double": "float64", "torch.float64": "float64"}
-_ENERGY_LOSSES = {"mseloss": False, "mse": False, "peratommseloss": True, "peratommse": True}
-_FORCE_LOSSES = {"mseloss", "mse"}
+# loss name (lower case) -> (per atom, L1); nequip's names
+_ENERGY_LOSSES = {"mseloss": (False, False), "mse": (False, False), "peratommseloss": (True, False),
+                  "peratommse": (True, False), "l1loss": (False, True), "l1": (False, True),
+                  "peratoml1loss": (True, True), "peratoml1": (True, True)}
+_FORCE_LOSSES = {"mseloss": False, "mse": False, "l1loss": True, "l1": True}
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,16 +364,17 @@ def _parse_loss_coeffs(value: Any) -> LossCoeffs:
             weight = _as_float(key, spec, ctx=ctx, nonneg=True)
             loss_name = "MSELoss"
         if not isinstance(loss_name, str):
-            raise _bad(key, loss_name, "a loss name (MSELoss or PerAtomMSELoss)", ctx)
+            raise _bad(key, loss_name, "a loss name (MSELoss, L1Loss, PerAtomMSELoss or PerAtomL1Loss)", ctx)
         lname = loss_name.strip().lower()
         if name in ("total_energy", "energy"):
             if lname not in _ENERGY_LOSSES:
-                raise _bad(key, loss_name, "MSELoss or PerAtomMSELoss for total_energy", ctx)
-            out.energy, out.energy_per_atom = weight, _ENERGY_LOSSES[lname]
+                raise _bad(key, loss_name, "MSELoss, L1Loss, PerAtomMSELoss or PerAtomL1Loss for total_energy", ctx)
+            out.energy = weight
+            out.energy_per_atom, out.energy_l1 = _ENERGY_LOSSES[lname]
         elif name in ("forces", "force"):
             if lname not in _FORCE_LOSSES:
-                raise _bad(key, loss_name, "MSELoss for forces", ctx)
-            out.forces = weight
+                raise _bad(key, loss_name, "MSELoss or L1Loss for forces", ctx)
+            out.forces, out.forces_l1 = weight, _FORCE_LOSSES[lname]
         else:
             raise _bad(key, name, "loss terms 'total_energy' and/or 'forces'", ctx)
     if out.energy == 0.0 and out.forces == 0.0:

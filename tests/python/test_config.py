@@ -119,18 +119,20 @@ def test_defaults_and_numeric_strings(tmp_path):
 
 
 @pytest.mark.parametrize("coeffs, expect", [
-    ({"forces": 1.0, "total_energy": [1.0, "PerAtomMSELoss"]}, (1.0, True, 1.0)),
-    ({"forces": 10, "total_energy": 0.5}, (0.5, False, 10.0)),
-    ({"total_energy": [2.0, "MSELoss"]}, (2.0, False, 0.0)),
-    ("forces", (0.0, False, 1.0)),
-    (["forces", "total_energy"], (1.0, False, 1.0)),
-    ({"forces": [3.0]}, (0.0, False, 3.0)),
+    ({"forces": 1.0, "total_energy": [1.0, "PerAtomMSELoss"]}, (1.0, True, 1.0, False, False)),
+    ({"forces": 10, "total_energy": 0.5}, (0.5, False, 10.0, False, False)),
+    ({"total_energy": [2.0, "MSELoss"]}, (2.0, False, 0.0, False, False)),
+    ("forces", (0.0, False, 1.0, False, False)),
+    (["forces", "total_energy"], (1.0, False, 1.0, False, False)),
+    ({"forces": [3.0]}, (0.0, False, 3.0, False, False)),
+    ({"forces": [1.0, "L1Loss"], "total_energy": [2.0, "PerAtomL1Loss"]}, (2.0, True, 1.0, True, True)),
+    ({"forces": [1.0, "MSELoss"], "total_energy": [1.0, "L1Loss"]}, (1.0, False, 1.0, True, False)),
 ])
 def test_loss_coeffs_forms(tmp_path, coeffs, expect):
     raw = {"dataset": "npz", "dataset_file_name": "x.npz", "chemical_symbols": ["H"], "r_max": 5,
            "n_train": 1, "n_val": 1, "loss_coeffs": coeffs}
     c = parse_config(raw, tmp_path).loss
-    assert (c.energy, c.energy_per_atom, c.forces) == expect
+    assert (c.energy, c.energy_per_atom, c.forces, c.energy_l1, c.forces_l1) == expect
 
 
 def test_units_and_dtype_names(tmp_path):
@@ -199,7 +201,8 @@ BASE = {"dataset": "npz", "dataset_file_name": "x.npz", "chemical_symbols": ["H"
     ("ema_decay", 1.5, ["ema_decay", "1.5", "[0, 1)"]),
     ("lr_scheduler_name", "StepLR", ["lr_scheduler_name", "'StepLR'", "CosineAnnealingLR"]),
     ("lr_scheduler_factor", 2.0, ["lr_scheduler_factor", "2.0"]),
-    ("loss_coeffs", {"forces": [1.0, "L1Loss"]}, ["loss_coeffs", "'L1Loss'", "MSELoss"]),
+    ("loss_coeffs", {"forces": [1.0, "HuberLoss"]}, ["loss_coeffs", "'HuberLoss'", "MSELoss or L1Loss"]),
+    ("loss_coeffs", {"forces": [1.0, "PerAtomL1Loss"]}, ["loss_coeffs", "'PerAtomL1Loss'", "for forces"]),
     ("loss_coeffs", {"stress": 1.0}, ["loss_coeffs", "'stress'"]),
     ("loss_coeffs", {"forces": -1.0}, ["loss_coeffs", "-1.0", "non-negative"]),
     ("loss_coeffs", {"forces": 0.0}, ["loss_coeffs", "positive weight"]),

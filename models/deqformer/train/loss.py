@@ -1,4 +1,4 @@
-"""Loss (masked weighted MSE of energies and forces) and error metrics."""
+"""Loss (masked weighted MSE or L1 of energies and forces) and error metrics."""
 from __future__ import annotations
 
 import math
@@ -34,8 +34,9 @@ def _force_errors(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
 
 
 class EnergyForceLoss:
-    """``w_E * MSE(E) + w_F * MSE(F)``; the energy error is divided by the atom count for
-    ``PerAtomMSELoss``. Frames / atoms whose labels are NaN (missing) are left out."""
+    """``w_E * err(E) + w_F * err(F)``, err a mean squared (MSELoss) or mean absolute (L1Loss) error; the
+    energy error is divided by the atom count for ``PerAtom*Loss``. Frames / atoms whose labels are NaN
+    (missing) are left out."""
 
     def __init__(self, coeffs: LossCoeffs):
         self.coeffs = coeffs
@@ -55,15 +56,17 @@ class EnergyForceLoss:
         parts: Dict[str, float] = {}
         if c.energy > 0 and e_err.numel():
             e = e_err / n_at if c.energy_per_atom else e_err
-            mse_e = (e * e).mean() if counts is None else (e * e).sum() / max(counts[0], 1)
-            loss = loss + c.energy * mse_e
-            parts["mse_e"] = float(mse_e.detach())
+            pe = e.abs() if c.energy_l1 else e * e
+            term_e = pe.mean() if counts is None else pe.sum() / max(counts[0], 1)
+            loss = loss + c.energy * term_e
+            parts["l1_e" if c.energy_l1 else "mse_e"] = float(term_e.detach())
         if c.forces > 0:
             fe = _force_errors(out, batch)
             if fe is not None and fe[0].numel():
-                mse_f = (fe[0] * fe[0]).mean() if counts is None else (fe[0] * fe[0]).sum() / max(3 * counts[1], 1)
-                loss = loss + c.forces * mse_f
-                parts["mse_f"] = float(mse_f.detach())
+                pf = fe[0].abs() if c.forces_l1 else fe[0] * fe[0]
+                term_f = pf.mean() if counts is None else pf.sum() / max(3 * counts[1], 1)
+                loss = loss + c.forces * term_f
+                parts["l1_f" if c.forces_l1 else "mse_f"] = float(term_f.detach())
         return loss, parts
 
 
@@ -154,9 +157,12 @@ class MetricAccumulator:
         c = self.coeffs
         loss = 0.0
         if c.energy > 0 and s.n_e:
-            loss += c.energy * div(s.e_pa_sq if c.energy_per_atom else s.e_sq, s.n_e)
+            if c.energy_l1:
+                loss += c.energy * div(s.e_pa_abs if c.energy_per_atom else s.e_abs, s.n_e)
+            else:
+                loss += c.energy * div(s.e_pa_sq if c.energy_per_atom else s.e_sq, s.n_e)
         if c.forces > 0 and s.n_f:
-            loss += c.forces * div(s.f_sq, s.n_f)
+            loss += c.forces * div(s.f_abs if c.forces_l1 else s.f_sq, s.n_f)
         m["loss"] = loss if (s.n_e or s.n_f) else math.nan
         return m
 
