@@ -59,8 +59,15 @@ def solver_update(kind: int, z: torch.Tensor, fz: torch.Tensor, state: List[torc
         scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None] + 1e-30
         gram = gram + lam * scale * torch.eye(h, dtype=z.dtype, device=z.device)[None]
         ones = torch.ones(z.shape[0], h, 1, dtype=z.dtype, device=z.device)
-        a = torch.linalg.solve(gram, ones)                                # [n, h, 1]
+        a, info = torch.linalg.solve_ex(gram, ones)                       # [n, h, 1]
         a = a / a.sum(dim=1, keepdim=True)
+        # an atom whose history is degenerate (a singular Gram matrix even after the ridge, e.g. in float32,
+        # or non-finite weights) takes a plain fixed-point step f(z) instead of stopping the whole solve
+        ok = (info == 0) & torch.isfinite(a).all(dim=2).all(dim=1)
+        if not bool(ok.all()):
+            last = torch.zeros_like(a)
+            last[:, slot] = 1.0
+            a = torch.where(ok[:, None, None], a, last)
         mix_f = (a * hf[:, :h]).sum(dim=1)
         mix_x = (a * hx[:, :h]).sum(dim=1)
         return beta * mix_f + (1.0 - beta) * mix_x, [hx, hf]

@@ -127,6 +127,28 @@ def test_solvers_agree(solver):
     np.testing.assert_allclose(o["forces"].detach().numpy(), a["forces"].detach().numpy(), atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_anderson_step_survives_a_degenerate_history(dtype):
+    """Atoms whose Anderson history makes the Gram matrix singular (here: the same residual twice, no ridge)
+    take a plain fixed-point step; the other atoms keep the Anderson mixing. Training used to stop with
+    torch.linalg.solve's 'input matrix is singular'."""
+    from deqformer.solvers import solver_init, solver_update
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(4, 6, generator=g, dtype=dtype), torch.randn(4, 6, generator=g, dtype=dtype)
+    f0, f1 = torch.randn(4, 6, generator=g, dtype=dtype), torch.randn(4, 6, generator=g, dtype=dtype)
+    z1[2], f1[2] = z0[2] + 1.0, f0[2] + 1.0                  # atom 2: identical residual f - z in both slots
+    state = solver_init(z0, 0, 3)
+    _, state = solver_update(0, z0, f0, state, 0, 1.0, 0.0)
+    z2, _ = solver_update(0, z1, f1, state, 1, 1.0, 0.0)
+    assert torch.isfinite(z2).all()
+    torch.testing.assert_close(z2[2], f1[2])
+    ok = [0, 1, 3]
+    r0, r1 = (f0 - z0)[ok], (f1 - z1)[ok]
+    alpha = ((r1 - r0) * r1).sum(1) / ((r1 - r0) ** 2).sum(1)     # two-slot Anderson weights, by hand
+    expect = (1 - alpha)[:, None] * f1[ok] + alpha[:, None] * f0[ok]
+    torch.testing.assert_close(z2[ok], expect, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-5)
+
+
 def test_nonconvergence_is_reported():
     m = tiny_model(solver_max_iter=2)
     out = m(make_batch(aspirin_geometry()))

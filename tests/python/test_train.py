@@ -286,6 +286,15 @@ def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
         assert res[k] is not None and res[k] >= 0, k
     assert set(res["per_dataset"]) == {"monomer", "dimer"}
     assert res["per_dataset"]["dimer"]["n_frames"] == 7
+    # one dataset of the config: the same frames (its split does not depend on the others)
+    assert evaluate_cli.main(["--model", str(run_dir / "best.pth"), "--dataset-config", str(cfg_path), "--json",
+                              "--datasets", "dimer"]) == 0
+    only = json.loads(capsys.readouterr().out)
+    assert set(only["per_dataset"]) == {"dimer"} and only["n_frames"] == 7
+    assert only["f_mae"] == pytest.approx(res["per_dataset"]["dimer"]["f_mae"], rel=1e-9)
+    assert evaluate_cli.main(["--model", str(run_dir / "best.pth"), "--dataset-config", str(cfg_path),
+                              "--datasets", "trimer"]) == 2
+    assert "trimer not in" in capsys.readouterr().err
 
     # human table
     assert evaluate_cli.main(["--model", str(run_dir / "best.pth"), "--dataset-config", str(cfg_path),

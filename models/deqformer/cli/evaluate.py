@@ -1,6 +1,7 @@
 """``deqformer-evaluate``: errors of a deployed model (``.pt``) or a checkpoint (``.pth``) on a dataset.
 
-    deqformer-evaluate --model aspirin.pt --dataset-config config.yaml [--split test|val|train|all] [--json]
+    deqformer-evaluate --model aspirin.pt --dataset-config config.yaml [--split test|val|train|all]
+                       [--datasets NAME ...] [--json]
     deqformer-evaluate --model best.pth --dataset-file data.npz --key-mapping coords=pos nuclear_charges=atomic_numbers
 
 With a config the split is the one training used (same seeds, n_train, n_val); ``test`` is the frames
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dataset-file", help="a dataset file (.npz, or anything ase.io.read reads, e.g. .extxyz)")
     p.add_argument("--split", choices=["test", "val", "train", "all"], default=None,
                    help="frames to evaluate (default: test with --dataset-config, all with --dataset-file)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                   help="with --dataset-config: only these of its datasets (by name; the split of each is unchanged)")
     p.add_argument("--key-mapping", nargs="+", default=None, metavar="KEY=FIELD",
                    help="with --dataset-file: file key -> field, e.g. coords=pos nuclear_charges=atomic_numbers "
                         "energies=total_energy (or one YAML mapping '{R: pos, z: atomic_numbers}')")
@@ -69,13 +72,22 @@ def parse_key_mapping(items: Optional[List[str]]) -> Dict[str, str]:
 
 
 def _dataset_config(args: argparse.Namespace, type_names: List[str], r_max: float):
-    from ..config import DatasetConfig, TrainConfig, load_config
+    from ..config import ConfigError, DatasetConfig, TrainConfig, load_config
     from .. import units
 
+    if args.datasets and not args.dataset_config:
+        raise ConfigError("--datasets selects datasets of a --dataset-config; with --dataset-file leave it out")
     if args.dataset_config:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unknown training keys do not matter here
             cfg = load_config(args.dataset_config)
+        if args.datasets:
+            names = [d.name for d in cfg.datasets]
+            unknown = [n for n in args.datasets if n not in names]
+            if unknown:
+                raise ConfigError(f"--datasets: {', '.join(unknown)} not in {args.dataset_config} "
+                                  f"(its datasets: {', '.join(names)})")
+            cfg.datasets = [d for d in cfg.datasets if d.name in args.datasets]
         if set(cfg.type_names) != set(type_names):
             print(f"note: the config's chemical_symbols {cfg.type_names} differ from the model's {type_names}; "
                   f"using the model's", file=sys.stderr)
