@@ -114,6 +114,7 @@ def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge
     del f_graph
     dvec = module.edge_grad(zs, adj.z, types, edge_index, vec, n)
     out.update({"u": adj.z, "adjoint_iters": torch.tensor(adj.iters), "adjoint_residual": torch.tensor(adj.residual),
+                "adjoint_converged": torch.tensor(adj.converged),
                 "forces": -scatter_edge_grad(dvec, edge_index, n), "edge_grad": dvec})
     return out
 
@@ -168,6 +169,7 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
         zs = fwd.z.detach()
         stats["solver_iters"] = torch.tensor(float(fwd.iters))
         stats["solver_residual"] = torch.tensor(fwd.residual)
+        stats["converged"] = torch.tensor(fwd.converged)
         stats["z"] = zs
         if training and c["grad"] == "phantom":
             z = zs
@@ -191,6 +193,8 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                 u = adj.z.detach()
                 stats["u"] = u
                 stats["adjoint_iters"] = torch.tensor(float(adj.iters))
+                stats["adjoint_residual"] = torch.tensor(adj.residual)
+                stats["adjoint_converged"] = torch.tensor(adj.converged)
                 jac_w = float(c["jac_reg_weight"])
                 want_jac = training and jac_w > 0.0 and float(torch.rand(())) < float(c["jac_reg_freq"])
                 if training:

@@ -314,6 +314,19 @@ def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
         assert results[kind]["model_kind"] == kind and results[kind]["n_frames"] == 4
     for k in ("e_mae", "f_mae", "f_rmse"):
         assert results["deployed"][k] == pytest.approx(results["checkpoint"][k], rel=1e-5, abs=1e-7), k
+    for kind in ("deployed", "checkpoint"):
+        assert results[kind]["solver_unconverged_batches"] == 0
+        assert results[kind]["adjoint_unconverged_batches"] == 0
+    # solves cut off at the iteration limit are reported (counts in the JSON, a warning on stderr)
+    short = tmp_path / "short.pt"
+    deploy(load_model_from_checkpoint(run_dir / "best.pth"), str(short), overrides={"solver_max_iter": "2"})
+    assert evaluate_cli.main(["--model", str(short), "--dataset-config", str(cfg_path), "--json",
+                              "--split", "val"]) == 0
+    captured = capsys.readouterr()
+    cut = json.loads(captured.out)
+    assert cut["n_batches"] >= 1 and cut["solver_unconverged_batches"] == cut["n_batches"]
+    assert cut["solver_unconverged_residual_max"] > 0
+    assert "fixed-point solve stopped at its iteration limit" in captured.err and "--max-iter" in captured.err
 
     # a single file with key mapping instead of a config
     ckpt = str(run_dir / "best.pth")

@@ -114,10 +114,24 @@ def evaluate(model, cfg, split: str = "test", batch_size: int = 8, progress: boo
     t0 = time.time()
     from tqdm import tqdm
 
+    unconverged = {"converged": 0, "adjoint_converged": 0}
+    worst = {"converged": 0.0, "adjoint_converged": 0.0}
+    n_batches = 0
     for batch in tqdm(loader, total=len(loader), desc="evaluate", disable=not progress, file=sys.stderr, leave=False):
         out = model(batch, compute_forces=bool(batch["has_forces"].any()))
         acc.update(out, batch)
+        n_batches += 1
+        for key, res_key in (("converged", "solver_residual"), ("adjoint_converged", "adjoint_residual")):
+            if key in out and not bool(out[key]):
+                unconverged[key] += 1
+                worst[key] = max(worst[key], float(out[res_key]))
     res = acc.results()
+    # a solve that stopped at the iteration limit is not silent: the counts and the worst final residual
+    res["n_batches"] = n_batches
+    res["solver_unconverged_batches"] = unconverged["converged"]
+    res["solver_unconverged_residual_max"] = worst["converged"]
+    res["adjoint_unconverged_batches"] = unconverged["adjoint_converged"]
+    res["adjoint_unconverged_residual_max"] = worst["adjoint_converged"]
     res.pop("loss", None)
     res.pop("mean_batch_loss", None)
     for m in res["per_dataset"].values():
@@ -178,6 +192,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"deqformer-evaluate: error: {e}", file=sys.stderr)
         return 2
+    for what, key in (("fixed-point", "solver"), ("adjoint", "adjoint")):
+        if res.get(f"{key}_unconverged_batches"):
+            print(f"deqformer-evaluate: warning: the {what} solve stopped at its iteration limit without reaching "
+                  f"the tolerance in {res[f'{key}_unconverged_batches']} of {res['n_batches']} batches (largest final "
+                  f"relative residual {res[f'{key}_unconverged_residual_max']:.2e}); the errors reported include those "
+                  f"solves. Deploy with a larger --max-iter (or a looser --tol) to converge them.", file=sys.stderr)
     if args.json:
         out = {"model": str(args.model), "model_kind": model.kind, "dataset": args.dataset_config or args.dataset_file,
                "units": {"energy": "eV", "energy_per_atom": "eV/atom", "forces": "eV/Angstrom", "length": "Angstrom"}}
