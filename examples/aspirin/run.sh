@@ -28,8 +28,8 @@ stamp "1/6 data: split the trajectory in time (training pool / independent test 
 train_once 2/6 aspirin.yaml train
 
 stamp "3/6 deploy (float64 for MD, float32 for speed)"
-"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin.pt" --dtype float64 --tol 1e-6 > "$out/deploy.log"
-"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin_f32.pt" --dtype float32 --tol 1e-4 >> "$out/deploy.log"
+"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin.pt" --dtype float64 --tol 1e-6 --max-iter 60 > "$out/deploy.log"
+"$venv/deqformer-deploy" "$out/train/best.pth" "$out/aspirin_f32.pt" --dtype float32 --tol 1e-4 --max-iter 60 >> "$out/deploy.log"
 
 stamp "4/6 evaluate on the unseen test trajectory (frames 4000-4899) and on the validation split"
 "$venv/deqformer-evaluate" --model "$out/aspirin.pt" --dataset-file "$out/data/aspirin_test_md.npz" \
