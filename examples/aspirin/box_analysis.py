@@ -7,7 +7,7 @@
   TAG_summary.json      the numbers behind them (mean/std temperature, drift, iterations, closest contacts:
                         per element pair, the closest two atoms of different molecules in the run and in
                         the dimer training data, and how many frames came closer than the data ever did)
-usage: box_analysis.py OUT_DIR [--tag box_dense] [--mol-size 21] [--rdf-from-ps 1.0] [--dimer-data NPZ]
+usage: box_analysis.py OUT_DIR [--tag box_dense] [--mol-size 21] [--rdf-from-ps 1.0] [--dimer-data NPZ ...]
 
 Molecules are consecutive runs of --mol-size atom IDs (as in data/aspirin_27*.data); atom types 3 are O.
 """
@@ -105,8 +105,8 @@ def main() -> None:
     ap.add_argument("--tag", default="box_dense")
     ap.add_argument("--mol-size", type=int, default=21)
     ap.add_argument("--rdf-from-ps", type=float, default=1.0, help="RDF frames from this time on (ps)")
-    ap.add_argument("--dimer-data", default=DIMER_DATA,
-                    help="rMD17-keyed npz of dimers (two molecules of --mol-size atoms) the model was trained on")
+    ap.add_argument("--dimer-data", nargs="+", default=[DIMER_DATA],
+                    help="rMD17-keyed npz files of dimers (two molecules of --mol-size atoms) the model was trained on")
     a = ap.parse_args()
     out, tag = a.out, a.tag
     nvt, nve = load_dat(f"{out}/{tag}_nvt.dat"), load_dat(f"{out}/{tag}_nve.dat")
@@ -151,8 +151,10 @@ def main() -> None:
 
     # dump: RDF and closest contacts
     dump = f"{out}/{tag}.lammpstrj"
-    if os.path.exists(dump):
-        steps, boxes, frames, types = read_dump(dump)
+    steps, boxes, frames, types = read_dump(dump) if os.path.exists(dump) else (None, None, [], None)
+    if types is None:
+        print(f"note: no frames in {dump} (a run shorter than the dump interval): no RDF or contact figures")
+    else:
         natoms = len(types)
         dt_ps = float(nvt[1, 1] - nvt[0, 1]) / float(nvt[1, 0] - nvt[0, 0]) if len(nvt) > 1 else 0.0005
         t0 = nvt[0, 1] - nvt[0, 0] * dt_ps
@@ -175,10 +177,15 @@ def main() -> None:
         summary["closest_intermolecular_OO_A"] = rmin
         run = closest_intermolecular(frames, boxes, [SYMBOL_OF_TYPE[t] for t in types], a.mol_size)
         summary["closest_intermolecular_A"] = {k: round(float(v.min()), 4) for k, v in run.items()}
-        if a.dimer_data and os.path.exists(a.dimer_data):
-            dimers = np.load(a.dimer_data)
-            ref = closest_intermolecular(dimers["coords"], None, [SYMBOL_OF_Z[int(z)] for z in dimers["nuclear_charges"]],
-                                         a.mol_size)
+        ref = {}
+        for path in [p for p in a.dimer_data if os.path.exists(p)]:
+            dimers = np.load(path)
+            part = closest_intermolecular(dimers["coords"], None, [SYMBOL_OF_Z[int(z)] for z in dimers["nuclear_charges"]],
+                                          a.mol_size)
+            ref = {k: (np.concatenate([ref[k], v]) if k in ref else v) for k, v in part.items()} | \
+                {k: v for k, v in ref.items() if k not in part}
+        if ref:
+            summary["training_dimer_files"] = [os.path.basename(p) for p in a.dimer_data]
             summary["training_dimers_closest_intermolecular_A"] = {k: round(float(v.min()), 4) for k, v in ref.items()}
             summary["frames_closer_than_training_dimers"] = {
                 k: int((v < ref[k].min()).sum()) for k, v in run.items() if k in ref}
