@@ -182,8 +182,8 @@ def main() -> None:
             dimers = np.load(path)
             part = closest_intermolecular(dimers["coords"], None, [SYMBOL_OF_Z[int(z)] for z in dimers["nuclear_charges"]],
                                           a.mol_size)
-            ref = {k: (np.concatenate([ref[k], v]) if k in ref else v) for k, v in part.items()} | \
-                {k: v for k, v in ref.items() if k not in part}
+            for k, v in part.items():
+                ref[k] = np.concatenate([ref[k], v]) if k in ref else v
         if ref:
             summary["training_dimer_files"] = [os.path.basename(p) for p in a.dimer_data]
             summary["training_dimers_closest_intermolecular_A"] = {k: round(float(v.min()), 4) for k, v in ref.items()}

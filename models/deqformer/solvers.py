@@ -63,11 +63,11 @@ def solver_update(kind: int, z: torch.Tensor, fz: torch.Tensor, state: List[torc
         a = a / a.sum(dim=1, keepdim=True)
         # an atom whose history is degenerate (a singular Gram matrix even after the ridge, e.g. in float32,
         # or non-finite weights) takes a plain fixed-point step f(z) instead of stopping the whole solve
+        # (branch-free: no host synchronisation inside the solver loop of the deployed model)
         ok = (info == 0) & torch.isfinite(a).all(dim=2).all(dim=1)
-        if not bool(ok.all()):
-            last = torch.zeros_like(a)
-            last[:, slot] = 1.0
-            a = torch.where(ok[:, None, None], a, last)
+        last = torch.zeros_like(a)
+        last[:, slot] = 1.0
+        a = torch.where(ok[:, None, None], a, last)
         mix_f = (a * hf[:, :h]).sum(dim=1)
         mix_x = (a * hx[:, :h]).sum(dim=1)
         return beta * mix_f + (1.0 - beta) * mix_x, [hx, hf]
