@@ -25,7 +25,9 @@ def write_dump(path: Path, frames, types, box: float) -> None:
                 f.write(f"{i + 1} {t} {p[0]:.8f} {p[1]:.8f} {p[2]:.8f}\n")
 
 
-def test_contact_dimer_is_cut_whole_across_the_boundary_and_recomputed(tmp_path):
+def pushed_dimer_dump(tmp_path: Path, contact: float = 1.0):
+    """A dump of one frame: a training dimer with its closest contact (H-O) pushed to `contact` A, split across
+    the boundary, and a third molecule far away. Returns (dump, m1, m2, i, j) with i, j the contact's atoms."""
     d = np.load(DATA / "aspirin_xtb_dimer_train.npz")
     z = d["nuclear_charges"][:21]
     dimer = d["coords"][0]
@@ -38,11 +40,16 @@ def test_contact_dimer_is_cut_whole_across_the_boundary_and_recomputed(tmp_path)
     i, j = np.unravel_index(np.argmin(r), r.shape)
     u = (dimer[21 + j] - dimer[i]) / r[i, j]
     m1 = dimer[:21] - dimer[:21].mean(axis=0) + np.array([0.5, 10.0, 10.0])
-    m2 = dimer[21:] - dimer[:21].mean(axis=0) + np.array([0.5, 10.0, 10.0]) - (r[i, j] - 1.0) * u
+    m2 = dimer[21:] - dimer[:21].mean(axis=0) + np.array([0.5, 10.0, 10.0]) - (r[i, j] - contact) * u
     m3 = dimer[:21] - dimer[:21].mean(axis=0) + np.array([10.5, 10.0, 10.0])
     pos = np.vstack([m1, m2, m3]) % box
     dump = tmp_path / "box.lammpstrj"
     write_dump(dump, [pos], types, box)
+    return dump, m1, m2, i, j
+
+
+def test_contact_dimer_is_cut_whole_across_the_boundary_and_recomputed(tmp_path):
+    dump, m1, m2, i, j = pushed_dimer_dump(tmp_path)
     p = subprocess.run([sys.executable, str(SCRIPT), str(dump), "--out", str(tmp_path / "out"), "--name", "c",
                         "--workers", "1"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -58,3 +65,21 @@ def test_contact_dimer_is_cut_whole_across_the_boundary_and_recomputed(tmp_path)
     # GFN2-xTB energy of two aspirin molecules (eV), finite forces
     assert abs(frames[0]["total_energy"] - 2 * (-1077.17)) < 5.0
     assert np.all(np.isfinite(frames[0]["forces"]))
+
+
+def test_limits_are_the_closest_contacts_over_all_training_files(tmp_path):
+    # a 1.2 A H-O contact (the other pairs then >= 2.1 A) is closer than any in the training dimers (1.40 A)
+    # but not closer than those in the contact dimers of the first round (0.88 A; O-O 2.11): with both files
+    # it is known ground, nothing to add
+    dump, *_ = pushed_dimer_dump(tmp_path, contact=1.2)
+
+    def run(*files):
+        return subprocess.run([sys.executable, str(SCRIPT), str(dump), "--out", str(tmp_path / "out"), "--name", "c",
+                               "--workers", "1", "--dimer-data", *[str(DATA / f) for f in files]],
+                              capture_output=True, text=True, timeout=600)
+
+    p = run("aspirin_xtb_dimer_train.npz")
+    assert p.returncode == 0 and "1 dimers from 1 frames" in p.stdout, p.stdout + p.stderr
+    p = run("aspirin_xtb_dimer_train.npz", "aspirin_xtb_contact_box.npz")
+    assert p.returncode != 0
+    assert "no contact closer than the training dimers" in p.stdout + p.stderr

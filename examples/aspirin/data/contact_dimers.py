@@ -8,6 +8,7 @@ recomputed with GFN2-xTB (single point with gradient). These are the geometries 
 extrapolate to; adding them to the training data is one round of active learning.
 
     contact_dimers.py ../out/box_dense/box_dense.lammpstrj --out contact/ [--max 400] [--workers 2]
+        [--dimer-data aspirin_xtb_dimer_train.npz aspirin_xtb_contact_box.npz]
 
 Writes OUT/NAME.npz (rMD17 keys, eV and eV/Angstrom, 2 x --mol-size atoms per frame), NAME_md17.npz and
 NAME.extxyz, as generate_xtb.py does. Dump atom types 1, 2, 3 are H, C, O (data/aspirin_27*.data).
@@ -61,16 +62,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default="aspirin_xtb_contact")
     ap.add_argument("--mol-size", type=int, default=21)
-    ap.add_argument("--dimer-data", type=Path, default=HERE / "aspirin_xtb_dimer_train.npz",
-                    help="the dimer training data whose closest contacts are the limits")
+    ap.add_argument("--dimer-data", type=Path, nargs="+", default=[HERE / "aspirin_xtb_dimer_train.npz"],
+                    help="the dimer training files (rMD17 keys); the closest contact of each element pair over "
+                         "all of them is its limit (give every dimer file the model trained on)")
     ap.add_argument("--max", type=int, default=400, help="at most this many dimers, spread over the frames")
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     if shutil.which("xtb") is None:
         sys.exit("xtb not found: apt-get install xtb")
-    ref = np.load(a.dimer_data)
-    limits = {k: float(v.min()) for k, v in closest_intermolecular(
-        ref["coords"], None, [SYMBOL_OF_Z[int(z)] for z in ref["nuclear_charges"]], a.mol_size).items()}
+    limits = {}
+    for path in a.dimer_data:
+        ref = np.load(path)
+        for k, v in closest_intermolecular(ref["coords"], None, [SYMBOL_OF_Z[int(z)] for z in ref["nuclear_charges"]],
+                                           a.mol_size).items():
+            limits[k] = min(limits.get(k, np.inf), float(v.min()))
     steps, boxes, frames, types = read_dump(a.dump)
     symbols = [SYMBOL_OF_TYPE[int(t)] for t in types]
     per_mol = np.array(symbols).reshape(-1, a.mol_size)
