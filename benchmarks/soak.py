@@ -61,7 +61,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("case", choices=["molecule", "box"])
     ap.add_argument("--lmp", default=str(ROOT / "build" / "bin" / "lmp"))
-    ap.add_argument("--model", default=None, help="deployed model (default: out/aspirin.pt, box: out/aspirin_condensed_f32.pt)")
+    ap.add_argument("--model", default=None, help="deployed model (default: out/aspirin.pt, box: out/aspirin_contact_f32.pt)")
     ap.add_argument("--steps", type=int, default=None, help="NVE steps (molecule 100000, box 1000)")
     ap.add_argument("--nvt", type=int, default=None, help="NVT steps first (molecule 1000, box 1000)")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the box case")
@@ -87,7 +87,7 @@ def main() -> int:
         natoms, nve_dat = 21, work / f"md_{tag}_nve.dat"
         ecol = 5
     else:
-        model = a.model or str(EXAMPLE / "out" / "aspirin_condensed_f32.pt")
+        model = a.model or str(EXAMPLE / "out" / "aspirin_contact_f32.pt")
         nvt, nve = a.nvt if a.nvt is not None else 1000, a.steps or 1000
         mpirun = shutil.which("mpirun") or "mpirun"
         cmd = [mpirun, "-np", str(a.ranks), "--oversubscribe", "--allow-run-as-root", lmp, "-in", "in.aspirin_box",

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Condensed-phase aspirin (an example, not part of the main job): a model trained on monomers + dimers
-# and the dense 27-molecule box on 2 MPI ranks. Everything lands in examples/aspirin/out/.
-#   data split (monomer and dimer trajectories, in time) -> train aspirin_condensed.yaml (<= 40 min)
+# (+ the contact dimers of one round of active learning) and the dense 27-molecule box on 2 MPI ranks.
+# Everything lands in examples/aspirin/out/.
+#   data split (monomer and dimer trajectories, in time) -> train PRESET (<= 40 min)
 #   -> deploy (float32) -> evaluate on unseen monomer and dimer frames -> dense box: minimise, NVT 500 K
 #   2 ps, NVE 1 ps on 2 ranks (benchmarks/soak.py watches its memory) -> plots (box_analysis.py)
-# Environment: PRESET (aspirin_condensed.yaml; aspirin_contact.yaml adds the contact dimers of one round of
-# active learning), BOX_NVT (4000 steps), BOX_NVE (2000), BOX_TOL (1e-5), RETRAIN=1.
+# Environment: PRESET (aspirin_contact.yaml: monomers + dimers + contact dimers; aspirin_condensed.yaml, monomers +
+# dimers only, is round 0 of the active learning, whose box run the contact dimers were cut from),
+# BOX_NVT (4000 steps), BOX_NVE (2000), BOX_TOL (1e-5), RETRAIN=1.
 # Names follow the preset: aspirin_NAME.yaml -> out/train_NAME, out/aspirin_NAME{,_f32}.pt, out/eval_NAME_*.json
 # and the box run out/box_NAME (out/box_dense for the condensed preset).
 # Measured on the 2-core development machine: see the README, "Condensed phase".
@@ -25,7 +27,7 @@ source "$here/train_once.sh"
 stamp "1/5 data: monomer and dimer trajectories split in time"
 "$venv/python" prepare_split.py data/aspirin_xtb_train.npz "$out/data" data/aspirin_xtb_dimer_train.npz
 
-preset=${PRESET:-aspirin_condensed.yaml}
+preset=${PRESET:-aspirin_contact.yaml}
 name=$(basename "$preset" .yaml)
 name=${name#aspirin_}
 tag=box_$name
@@ -33,9 +35,9 @@ tag=box_$name
 train_once 2/5 "$preset" "train_$name"
 
 stamp "3/5 deploy (float32 for the box, float64 for checks)"
-"$venv/deqformer-deploy" "$out/train_$name/best.pth" "$out/aspirin_${name}_f32.pt" --dtype float32 \
+"$venv/deqformer-deploy" "$out/train_$name/best.pth" "$out/aspirin_${name}_f32.pt" --dtype float32 --max-iter 60 \
   --tol 1e-5 > "$out/deploy_$name.log"
-"$venv/deqformer-deploy" "$out/train_$name/best.pth" "$out/aspirin_$name.pt" --dtype float64 \
+"$venv/deqformer-deploy" "$out/train_$name/best.pth" "$out/aspirin_$name.pt" --dtype float64 --max-iter 60 \
   --tol 1e-6 >> "$out/deploy_$name.log"
 
 stamp "4/5 evaluate on unseen monomer frames (4000-4899) and unseen dimer frames (last 50 of each trajectory)"
