@@ -3,7 +3,7 @@
 # (+ the contact dimers of one round of active learning) and the dense 27-molecule box on 2 MPI ranks.
 # Everything lands in examples/aspirin/out/.
 #   data split (monomer and dimer trajectories, in time) -> train PRESET (<= 40 min)
-#   -> deploy (float32) -> evaluate on unseen monomer and dimer frames -> dense box: minimise, NVT 500 K
+#   -> deploy (float32 and float64) -> evaluate on unseen monomer, dimer (and contact) frames -> dense box: minimise, NVT 500 K
 #   2 ps, NVE 1 ps on 2 ranks (benchmarks/soak.py watches its memory) -> plots (box_analysis.py)
 # Environment: PRESET (aspirin_contact.yaml: monomers + dimers + contact dimers; aspirin_condensed.yaml, monomers +
 # dimers only, is round 0 of the active learning, whose box run the contact dimers were cut from),
