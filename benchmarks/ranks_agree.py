@@ -14,7 +14,6 @@ times). Use a float64 model and a tight tolerance; the iteration counts must the
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "aspirin"
+sys.path.insert(0, str(EXAMPLE))
+from compare import run_lammps  # noqa: E402
 
 INPUT = """units metal
 atom_style atomic
@@ -76,7 +77,7 @@ def main() -> None:
     for path, fix in ((a.lmp, "./scripts/build.sh"), (a.model, "train and deploy a model"), (a.data, "")):
         if not path.exists():
             sys.exit(f"{path} not found{': ' + fix if fix else ''}")
-    env = dict(os.environ, OMP_NUM_THREADS="1", DEQFORMER_NUM_THREADS="1")
+    os.environ.update(OMP_NUM_THREADS="1", DEQFORMER_NUM_THREADS="1")   # one thread per rank, as in the ctests
     result = {"model": str(a.model), "data": str(a.data), "steps": a.steps, "tol": a.tol, "runs": {}}
     ref = None
     with tempfile.TemporaryDirectory(prefix="ranks_agree_") as tmp:
@@ -85,15 +86,13 @@ def main() -> None:
             inp = Path(tmp) / "in.ranks"
             inp.write_text(INPUT.format(data=a.data.resolve(), model=a.model.resolve(), tol=a.tol,
                                         elements=a.elements, steps=a.steps, dump=dump))
-            log = Path(tmp) / f"log.{n}"
-            cmd = ["mpirun", "-np", str(n), "--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
             t0 = time.time()
-            p = subprocess.run(cmd + [str(a.lmp), "-nocite", "-in", str(inp), "-log", str(log), "-screen", "none"],
-                               capture_output=True, text=True, env=env)
+            try:
+                text = run_lammps(a.lmp, ["-in", str(inp)], Path(tmp) / f"log.{n}", ranks=n)
+            except RuntimeError as e:
+                sys.exit(f"{n} ranks failed: {e}")
             wall = time.time() - t0
-            if p.returncode != 0:
-                sys.exit(f"{n} ranks failed:\n{p.stderr[-2000:]}{log.read_text()[-2000:] if log.exists() else ''}")
-            rows, forces = thermo_rows(log.read_text()), dump_forces(dump)
+            rows, forces = thermo_rows(text), dump_forces(dump)
             run = {"wall_s": round(wall, 1), "fwd_iters": rows[:, 4].tolist(), "adj_iters": rows[:, 5].tolist(),
                    "pe_first_eV": rows[0, 1], "pe_last_eV": rows[-1, 1]}
             if ref is None:
