@@ -1,5 +1,6 @@
 // deqformer: forward fixed-point solve, adjoint solve and edge gradients (docs/contract.md, steps 1-5).
 #include "deqformer_driver.h"
+#include "deqformer_native.h"
 
 #include <chrono>
 #include <cmath>
@@ -157,12 +158,17 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   const torch::Tensor edge_vec = graph.edge_vec.to(fopt).contiguous();
   const int64_t n_edges = edge_vec.size(0);
 
+  NativeModel *native = s.backend == Backend::NATIVE ? &model.native() : nullptr;
+
   // 1. per-geometry edge data and input injection
   auto t0 = Clock::now();
   torch::Tensor attr, x;
   {
     torch::NoGradGuard no_grad;
-    if (n > 0) {
+    if (native) {
+      native->prepare(edge_vec, types, edge_index, n);
+      x = native->x();
+    } else if (n > 0) {
       attr = model.edge_features(edge_vec, types, edge_index);
       x = model.inject(types, edge_index, attr, n);
     } else {
@@ -179,7 +185,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     z_all.narrow(0, 0, n).copy_(z);
     halo.forward(z_all);
     if (n == 0) return torch::zeros({0, d}, fopt);
-    return model.step(z_all, x, edge_index, attr, n);
+    return native ? native->step(z_all) : model.step(z_all, x, edge_index, attr, n);
   };
   torch::Tensor zs = fixed_point(model, halo, step, start_value(z0, s.reuse, n, d, fopt, "z0"), s.kind, s.tol,
                                  s.max_iter, s.memory, s.beta, s.lam, res.forward);
@@ -199,8 +205,12 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   {
     torch::NoGradGuard no_grad;
     // readout of the fixed point plus the core repulsion below the training data's closest contacts
-    e = n > 0 ? model.atomic_energy(zs, types_local) + model.pair_energy(edge_vec, types, edge_index, n)
-              : torch::zeros({0}, fopt);
+    if (n == 0)
+      e = torch::zeros({0}, fopt);
+    else if (native)
+      e = native->atomic_energy(zs, types_local) + native->pair_energy(edge_vec, types, edge_index, n);
+    else
+      e = model.atomic_energy(zs, types_local) + model.pair_energy(edge_vec, types, edge_index, n);
   }
   res.atomic_energy = e.to(torch::kFloat64).contiguous();
   res.energy = halo.allreduce_sum(res.atomic_energy.sum().item<double>());
@@ -211,21 +221,32 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     return res;
   }
 
-  // 4. adjoint solve u = g + J^T u (autograd inside the model: grad mode on). f(z*) is evaluated once
-  //    with its graph; every iteration is then one vector-Jacobian product through that retained graph,
-  //    the value of adjoint_step(z*_all, ..., u) without re-running the forward pass (docs/contract.md).
-  torch::AutoGradMode grad_on(true);
-  torch::Tensor g = n > 0 ? model.energy_grad_z(zs, types_local).detach() : torch::zeros({0, d}, fopt);
+  // 4. adjoint solve u = g + J^T u. TorchScript: f(z*) is evaluated once with its autograd graph and
+  //    every iteration is one vector-Jacobian product through that retained graph, the value of
+  //    adjoint_step(z*_all, ..., u) without re-running the forward pass (docs/contract.md). Native: the
+  //    block's activations at z* are kept (linearize) and the product is written by hand.
+  torch::AutoGradMode grad_on(native == nullptr);
+  torch::Tensor g;
+  if (n == 0)
+    g = torch::zeros({0, d}, fopt);
+  else
+    g = (native ? native->energy_grad_z(zs, types_local) : model.energy_grad_z(zs, types_local)).detach();
   res.time.energy = seconds_since(t0);
   t0 = Clock::now();
   torch::Tensor z_req, f_graph;
   if (n > 0) {
-    z_req = z_all.detach().clone().requires_grad_(true);
-    f_graph = model.step(z_req, x, edge_index, attr, n);
+    if (native) {
+      native->linearize(z_all);
+    } else {
+      z_req = z_all.detach().clone().requires_grad_(true);
+      f_graph = model.step(z_req, x, edge_index, attr, n);
+    }
   }
   auto adjoint = [&](const torch::Tensor &u) -> torch::Tensor {
     torch::Tensor v_all;
-    if (n > 0) {
+    if (n > 0 && native) {
+      v_all = native->vjp(u);
+    } else if (n > 0) {
       auto grads = torch::autograd::grad({f_graph}, {z_req}, {u}, /*retain_graph=*/true, /*create_graph=*/false,
                                          /*allow_unused=*/true);
       v_all = grads[0].defined() ? grads[0].detach().contiguous() : torch::zeros({n_all, d}, fopt);
@@ -247,7 +268,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   t0 = Clock::now();
   torch::Tensor dvec;
   if (n > 0 && n_edges > 0)
-    dvec = model.edge_grad(z_all, us, types, edge_index, edge_vec, n).detach();
+    dvec = (native ? native->edge_grad(us) : model.edge_grad(z_all, us, types, edge_index, edge_vec, n)).detach();
   else
     dvec = torch::zeros({n_edges, 3}, fopt);
   res.edge_grad = dvec.to(torch::kFloat64).contiguous();

@@ -14,10 +14,15 @@ namespace deqformer {
 // What to do when a solve reaches max_iter without reaching its tolerance.
 enum class NonConvergence { WARN, ERROR };
 
+// Who evaluates the model's methods: the TorchScript methods of the file (the reference), or their
+// hand-written C++ twins (deqformer_native.h; CPU, cg messages, mlp attention).
+enum class Backend { TORCHSCRIPT, NATIVE };
+
 struct DriverSettings : SolverSettings {
   bool reuse = true;    // start from the given z0 / u0 (false: from zero)
   NonConvergence nonconvergence = NonConvergence::WARN;
   bool compute_forces = true;    // false: stop after the energy (no adjoint, no edge_grad)
+  Backend backend = Backend::TORCHSCRIPT;
 
   DriverSettings() = default;
   explicit DriverSettings(const SolverSettings &s) : SolverSettings(s) {}

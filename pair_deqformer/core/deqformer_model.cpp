@@ -1,5 +1,6 @@
 // deqformer: loading and validating a deployed model (docs/contract.md).
 #include "deqformer_model.h"
+#include "deqformer_native.h"
 
 #include <cerrno>
 #include <climits>
@@ -178,6 +179,16 @@ Model::Model(const std::string &path) : path_(path)
   }
 }
 
+Model::~Model() = default;
+
+std::string Model::native_unsupported() { return NativeModel::unsupported(*this); }
+
+NativeModel &Model::native()
+{
+  if (!native_) native_ = std::make_unique<NativeModel>(*this);
+  return *native_;
+}
+
 ModelInfo parse_metadata(const std::string &path, const std::map<std::string, std::string> &meta)
 {
   // contract version first (a different version may legitimately use other keys)
@@ -287,6 +298,7 @@ void Model::to(const torch::Device &device)
                 "visible)");
   try {
     module_.to(device);
+    native_.reset();
   } catch (const std::exception &e) {
     throw Error("deqformer model '" + path_ + "': moving it to " + device.str() + " failed: " + first_line(e.what()));
   }

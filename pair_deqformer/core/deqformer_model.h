@@ -1,12 +1,14 @@
 // deqformer: a deployed deep-equilibrium model (docs/contract.md), loaded with LibTorch.
 //
 // LAMMPS-free C++17. `Model` loads the TorchScript file, validates its metadata against the contract
-// (version 1) with error messages that name the file and the fix, and wraps the contract methods with
-// typed C++ calls. No solver mathematics lives here: the solver update rule is the model's own
-// `solver_init` / `solver_update`.
+// (Model::CONTRACT_VERSION) with error messages that name the file and the fix, and wraps the contract
+// methods with typed C++ calls. It also owns the native (hand-written C++) implementation of the same
+// methods, built from the file's weights on first use (deqformer_native.h). No solver mathematics lives
+// here: the solver update rule is the model's own `solver_init` / `solver_update`.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -15,6 +17,8 @@
 #include <torch/script.h>
 
 namespace deqformer {
+
+class NativeModel;
 
 // Every error of the C++ side; the message is meant for the end user.
 class Error : public std::runtime_error {
@@ -65,6 +69,9 @@ class Model {
 
   // Loads and validates `path`; throws deqformer::Error with a message naming the file.
   explicit Model(const std::string &path);
+  ~Model();
+  Model(const Model &) = delete;
+  Model &operator=(const Model &) = delete;
 
   // Whether the model's methods run with LibTorch's graph-executor optimisation. Off by default: on
   // the CPU it only adds profiling runs and re-specialisation whenever the number of atoms or edges
@@ -123,6 +130,12 @@ class Model {
 
   torch::jit::Module &module() { return module_; }
 
+  // Why this model cannot run on the native backend ("" if it can: then native() works).
+  std::string native_unsupported();
+  // The native implementation of the contract methods (built on first use from the loaded weights);
+  // throws Error naming the reason when native_unsupported() != "".
+  NativeModel &native();
+
  private:
   c10::IValue call(const char *method, std::vector<c10::IValue> args);
   torch::Tensor call_tensor(const char *method, std::vector<c10::IValue> args);
@@ -137,6 +150,7 @@ class Model {
   SolverSettings defaults_;
   bool jit_optimize_ = false;
   torch::Device device_ = torch::Device(torch::kCPU);
+  std::unique_ptr<NativeModel> native_;
 };
 
 // The device named by `name`: "cpu", "cuda" (GPU `local_rank` modulo the number of visible GPUs, so

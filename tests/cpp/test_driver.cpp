@@ -1,6 +1,6 @@
 // The C++ driver against the Python reference (deqformer.driver.solve_and_differentiate), and against
 // itself split between fake "ranks" that run in lock-step threads with an exchange that copies rows
-// between their tensors.
+// between their tensors. Every test runs twice: with the TorchScript backend and with the native one.
 #include "test_common.h"
 
 #include <gmock/gmock.h>
@@ -25,9 +25,13 @@ namespace {
 
 const double TIGHT = 1e-12;
 
+// the backend of the test being run (the suite's parameter)
+deqformer::Backend g_backend = deqformer::Backend::TORCHSCRIPT;
+
 DriverSettings tight_settings(const Model &m)
 {
   DriverSettings s(m.default_settings());
+  s.backend = g_backend;
   s.tol = TIGHT;
   s.adjoint_tol = TIGHT;
   s.max_iter = 100;
@@ -223,12 +227,19 @@ void expect_same(const Totals &a, const Totals &b, double tol, const std::string
 
 }    // namespace
 
-class Driver : public ::testing::Test {
+class Driver : public ::testing::TestWithParam<deqformer::Backend> {
  protected:
   static void SetUpTestSuite() { at::set_num_threads(1); }
+  void SetUp() override { g_backend = GetParam(); }
 };
 
-TEST_F(Driver, AspirinMoleculeMatchesPython)
+INSTANTIATE_TEST_SUITE_P(Backend, Driver,
+                         ::testing::Values(deqformer::Backend::TORCHSCRIPT, deqformer::Backend::NATIVE),
+                         [](const ::testing::TestParamInfo<deqformer::Backend> &p) {
+                           return p.param == deqformer::Backend::NATIVE ? "native" : "torchscript";
+                         });
+
+TEST_P(Driver, AspirinMoleculeMatchesPython)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_xyz(deqtest::data_path("aspirin.xyz"));
@@ -251,7 +262,7 @@ TEST_F(Driver, AspirinMoleculeMatchesPython)
               r.time.total);
 }
 
-TEST_F(Driver, OtherSolversMatchPython)
+TEST_P(Driver, OtherSolversMatchPython)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_xyz(deqtest::data_path("aspirin.xyz"));
@@ -265,7 +276,7 @@ TEST_F(Driver, OtherSolversMatchPython)
   expect_matches_ref(run_serial(m, s, picard), deqtest::read_ref("aspirin_xyz_picard"), 1e-10, "picard");
 }
 
-TEST_F(Driver, Float32ModelMatchesPython)
+TEST_P(Driver, Float32ModelMatchesPython)
 {
   Model m(deqtest::model_path("model_f32.pt"));
   Structure s = deqtest::read_xyz(deqtest::data_path("aspirin.xyz"));
@@ -279,7 +290,7 @@ TEST_F(Driver, Float32ModelMatchesPython)
   EXPECT_LE(rel_diff(t.forces, deqtest::read_ref("aspirin_xyz").at("forces")), 1e-3);
 }
 
-TEST_F(Driver, PeriodicBoxMatchesPython)
+TEST_P(Driver, PeriodicBoxMatchesPython)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_lammps_data(deqtest::data_path("aspirin_box2.data"));
@@ -288,7 +299,7 @@ TEST_F(Driver, PeriodicBoxMatchesPython)
   expect_matches_ref(run_serial(m, tri, tight_settings(m)), deqtest::read_ref("tri2"), 1e-10, "tri2, 1 process");
 }
 
-TEST_F(Driver, FakeRanksMatchOneRank)
+TEST_P(Driver, FakeRanksMatchOneRank)
 {
   const std::string file = deqtest::model_path("model_f64.pt");
   for (const char *name : {"box2", "tri2"}) {
@@ -307,7 +318,7 @@ TEST_F(Driver, FakeRanksMatchOneRank)
   }
 }
 
-TEST_F(Driver, FakeRankWithoutAtoms)
+TEST_P(Driver, FakeRankWithoutAtoms)
 {
   const std::string file = deqtest::model_path("model_f64.pt");
   Structure s = deqtest::read_lammps_data(deqtest::data_path("aspirin_box2.data"));
@@ -321,7 +332,7 @@ TEST_F(Driver, FakeRankWithoutAtoms)
   expect_matches_ref(t, deqtest::read_ref("box2"), 1e-10, "box2, 3 fake ranks, one empty");
 }
 
-TEST_F(Driver, ReuseGivesSameAnswerInFewerIterations)
+TEST_P(Driver, ReuseGivesSameAnswerInFewerIterations)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_lammps_data(deqtest::data_path("aspirin_box2.data"));
@@ -354,7 +365,7 @@ TEST_F(Driver, ReuseGivesSameAnswerInFewerIterations)
   EXPECT_EQ(r_off.forward.iters, cold.forward.iters);
 }
 
-TEST_F(Driver, NonConvergencePolicy)
+TEST_P(Driver, NonConvergencePolicy)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_xyz(deqtest::data_path("aspirin.xyz"));
@@ -377,7 +388,7 @@ TEST_F(Driver, NonConvergencePolicy)
   }
 }
 
-TEST_F(Driver, EnergyOnly)
+TEST_P(Driver, EnergyOnly)
 {
   Model m(deqtest::model_path("model_f64.pt"));
   Structure s = deqtest::read_xyz(deqtest::data_path("aspirin.xyz"));
