@@ -601,8 +601,8 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     gu[2] = s3 * gY[3] + s15 * x * gY[4] - s5 * z * gY[6] + s15 * y * gY[7] + s15 * z * gY[8];
   }
 
-  // radial MLP of one edge: hidden pre-activation and output [3 Cm + Cm P]
-  void radial_mlp(T r, T env, int64_t ti, int64_t tj, T *basis, T *pre, T *hid, T *out) const
+  // first layer of the radial MLP of one edge (pre-activation); the type embeddings' part is per type
+  void radial_pre(T r, T env, int64_t ti, int64_t tj, T *basis, T *pre) const
   {
     radial_basis(r, basis, nullptr);
     for (int o = 0; o < rh_; ++o) {
@@ -610,26 +610,47 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       T acc = rad1_.b[o] + emb_i_[ti * rh_ + o] + emb_j_[tj * rh_ + o];
       for (int k = 0; k < nb_; ++k) acc += row[k] * (basis[k] * env);
       pre[o] = acc;
-      hid[o] = silu(acc);
     }
-    rad2_.forward(hid, out);
   }
+  // rows x [rh] hidden activations -> rows x [3 Cm + Cm P] outputs of the radial MLP, one GEMM
+  void radial_out(const std::vector<T> &hid, int64_t rows, std::vector<T> &out) const
+  {
+    out.resize(size_t(rows) * rad2_.out);
+    if (rows == 0) return;
+    torch::Tensor h = torch::from_blob(const_cast<T *>(hid.data()), {rows, rh_}, opts());
+    torch::Tensor o = torch::from_blob(out.data(), {rows, rad2_.out}, opts());
+    torch::addmm_out(o, rad2_b_, h, rad2_wt_);
+  }
+
+  static constexpr int64_t CHUNK = 512;    // edges per batched radial-MLP evaluation (GEMM rows)
 
   void compute_edge_attr(Geometry &g) const
   {
     g.attr.assign(size_t(g.E) * A_, T(0));
-    std::vector<T> basis(nb_), pre(rh_), hid(rh_), out(rad2_.out);
-    for (int64_t k = 0; k < g.E; ++k) {
-      const T *v = g.vec.data() + 3 * k;
-      const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-      const T u[3] = {v[0] / r, v[1] / r, v[2] / r};
-      T *a = g.attr.data() + size_t(k) * A_;
-      spherical_harmonics(u, a);
-      const T env = envelope(r, nullptr);
-      a[9] = env;
-      radial_mlp(r, env, g.types[g.ci[k]], g.types[g.nj[k]], basis.data(), pre.data(), hid.data(), out.data());
-      for (int q = 0; q < 3 * cm_; ++q) a[10 + q] = out[q] * env;
-      for (int q = 0; q < cm_ * P_; ++q) a[10 + 3 * cm_ + q] = out[3 * cm_ + q];
+    std::vector<T> basis(nb_), pre(rh_), hid, out;
+    for (int64_t k0 = 0; k0 < g.E; k0 += CHUNK) {
+      const int64_t rows = std::min(CHUNK, g.E - k0);
+      hid.resize(size_t(rows) * rh_);
+      for (int64_t k = k0; k < k0 + rows; ++k) {
+        const T *v = g.vec.data() + 3 * k;
+        const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+        const T u[3] = {v[0] / r, v[1] / r, v[2] / r};
+        T *a = g.attr.data() + size_t(k) * A_;
+        spherical_harmonics(u, a);
+        const T env = envelope(r, nullptr);
+        a[9] = env;
+        radial_pre(r, env, g.types[g.ci[k]], g.types[g.nj[k]], basis.data(), pre.data());
+        T *h = hid.data() + (k - k0) * rh_;
+        for (int o = 0; o < rh_; ++o) h[o] = silu(pre[o]);
+      }
+      radial_out(hid, rows, out);
+      for (int64_t k = k0; k < k0 + rows; ++k) {
+        T *a = g.attr.data() + size_t(k) * A_;
+        const T *o = out.data() + (k - k0) * rad2_.out;
+        const T env = a[9];
+        for (int q = 0; q < 3 * cm_; ++q) a[10 + q] = o[q] * env;
+        for (int q = 0; q < cm_ * P_; ++q) a[10 + 3 * cm_ + q] = o[3 * cm_ + q];
+      }
     }
   }
 
@@ -892,9 +913,16 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
     if (dvec) dvec->assign(size_t(g.E) * 3, T(0));
     std::vector<T> denom(H_), galpha(size_t(max_degree_) * H_), S(H_), gw(H_), glg(H_), gh(ah_), gm(9 * cm),
-        gval(9 * cm), gg(2 * cm), gfeat(9 * cm), gA(cols_.size() * MAXA), gW(size_t(cm) * P_), gY(9),
-        ginj(3 * cm), hid(ah_), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
+        gg(2 * cm), gfeat(9 * cm), gA(cols_.size() * MAXA), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
+    // edge_grad: cotangents of each edge's attributes, gathered for the batched radial-MLP backward
+    // of a chunk of centres: [ginj (3 Cm) | gW (Cm P)] per edge, and d/dY, d/d env
+    EdgeCotangents ec;
+    int64_t chunk_start = 0;
     for (int64_t i = 0; i < n; ++i) {
+      if (dvec && g.offs[i + 1] - chunk_start > CHUNK) {
+        flush_edge_cotangents(g, chunk_start, g.offs[i], ec, *dvec);
+        chunk_start = g.offs[i];
+      }
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
       const T *ga = gagg.data() + i * 9 * cm;
       std::fill(denom.begin(), denom.end(), T(1));
@@ -964,9 +992,15 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         gate_.backward(gg.data(), gm.data());    // adds into gm[0 .. cm) = d/d m0
         // tensor product
         if (v) std::fill(gfeat.begin(), gfeat.end(), T(0));
+        T *gW = nullptr, *ginj = nullptr, *gY = nullptr;
         if (dvec) {
+          ec.resize(s - chunk_start + 1, rad2_.out);
+          ginj = ec.gout.data() + (s - chunk_start) * rad2_.out;
+          gW = ginj + 3 * cm;
+          gY = ec.gY.data() + (s - chunk_start) * 9;
+          std::fill(ginj, ginj + rad2_.out, T(0));
+          std::fill(gY, gY + 9, T(0));
           std::fill(gA.begin(), gA.end(), T(0));
-          std::fill(gW.begin(), gW.end(), T(0));
         }
         for (size_t col = 0; col < cols_.size(); ++col) {
           const CgColumn &cc = cols_[col];
@@ -1001,14 +1035,13 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           }
         }
         if (dvec) {
-          std::fill(gY.begin(), gY.end(), T(0));
           for (const auto &e : cg_) gY[e.n] += gA[e.col * MAXA + e.a] * e.coef;
           // w = env exp(10 th): d/d env
           T genv = 0;
           for (int hh = 0; hh < H_; ++hh) genv += gw[hh] * std::exp(T(10) * w.th[hh]);
+          ec.genv[s - chunk_start] = genv;
           // input injection: agg_inj[q][c] += inv_sqrt_nb w_inj[c][l(q)] Y[q]
           const T *winj = a + 10;
-          std::fill(ginj.begin(), ginj.end(), T(0));
           for (int q = 0; q < 9; ++q) {
             const int l = q == 0 ? 0 : (q < 4 ? 1 : 2);
             for (int c = 0; c < cm; ++c) {
@@ -1016,10 +1049,10 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
               gY[q] += gagg_inj[q * cm + c] * winj[c * 3 + l];
             }
           }
-          edge_geometry_backward(g, k, gY.data(), genv, ginj.data(), gW.data(), dvec->data() + 3 * k);
         }
       }
     }
+    if (dvec) flush_edge_cotangents(g, chunk_start, g.E, ec, *dvec);
     if (!v) return;
     // 3. per atom: through lin_src / lin_dst and LN1
     v->assign(size_t(n_all) * D_, T(0));
@@ -1036,46 +1069,86 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
-  // d/d(edge_vec) of edge k from the cotangents of its attributes (Y, env, w_inj / env-scaled, block
-  // weights) plus the core repulsion of the edge; written to out[3]
-  void edge_geometry_backward(const Geometry &g, int64_t k, const T *gY, T genv, const T *ginj, const T *gW,
-                              T *out) const
+  struct EdgeCotangents {
+    std::vector<T> gout, gY, genv;    // per edge of the chunk: [3 Cm + Cm P], [9], [1]
+    void resize(int64_t rows, int width)
+    {
+      if (int64_t(genv.size()) >= rows) return;
+      const int64_t cap = std::max<int64_t>(rows, 2 * int64_t(genv.size()));
+      gout.resize(size_t(cap) * width);
+      gY.resize(size_t(cap) * 9);
+      genv.resize(cap);
+    }
+  };
+
+  // d/d(edge_vec) of the edges at sorted positions [s0, s1) from the cotangents of their attributes
+  // (Y, env, w_inj, block weights), through the radial MLP (two GEMMs for the chunk), the basis, the
+  // envelope and the spherical harmonics; plus each edge's core repulsion. Written to dvec[edge][3].
+  void flush_edge_cotangents(const Geometry &g, int64_t s0, int64_t s1, EdgeCotangents &ec,
+                             std::vector<T> &dvec) const
   {
-    const T *v = g.vec.data() + 3 * k;
-    const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-    const T u[3] = {v[0] / r, v[1] / r, v[2] / r};
-    T denv = 0;
-    const T env = envelope(r, &denv);
-    const int64_t ti = g.types[g.ci[k]], tj = g.types[g.nj[k]];
-    std::vector<T> basis(nb_), dbasis(nb_), pre(rh_), hid(rh_), out_mlp(rad2_.out), gout(rad2_.out), ghid(rh_, T(0));
-    radial_mlp(r, env, ti, tj, basis.data(), pre.data(), hid.data(), out_mlp.data());
-    radial_basis(r, basis.data(), dbasis.data());
-    // w_inj = out[:3Cm] env, W = out[3Cm:]
-    for (int q = 0; q < 3 * cm_; ++q) {
-      gout[q] = ginj[q] * env;
-      genv += ginj[q] * out_mlp[q];
+    const int64_t rows = s1 - s0;
+    if (rows <= 0) return;
+    const int no = rad2_.out;
+    std::vector<T> basis(nb_), dbasis(nb_), pre(size_t(rows) * rh_), hid(size_t(rows) * rh_), out, ghid;
+    for (int64_t c = 0; c < rows; ++c) {
+      const int64_t k = g.order[s0 + c];
+      const T *v = g.vec.data() + 3 * k;
+      const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+      const T env = envelope(r, nullptr);
+      T *p = pre.data() + c * rh_;
+      radial_pre(r, env, g.types[g.ci[k]], g.types[g.nj[k]], basis.data(), p);
+      for (int o = 0; o < rh_; ++o) hid[c * rh_ + o] = silu(p[o]);
     }
-    for (int q = 0; q < cm_ * P_; ++q) gout[3 * cm_ + q] = gW[q];
-    rad2_.backward(gout.data(), ghid.data());
-    T gr = 0;
-    for (int o = 0; o < rh_; ++o) {
-      const T gp = ghid[o] * dsilu(pre[o]);
-      if (gp == T(0)) continue;
-      const T *row = rad1_.w.data() + size_t(o) * rad1_.in;
-      for (int kk = 0; kk < nb_; ++kk) {
-        const T grin = row[kk] * gp;
-        gr += grin * env * dbasis[kk];
-        genv += grin * basis[kk];
+    radial_out(hid, rows, out);
+    // w_inj = out[:3Cm] env: d/d out and d/d env
+    for (int64_t c = 0; c < rows; ++c) {
+      const int64_t k = g.order[s0 + c];
+      const T env = g.attr[size_t(k) * A_ + 9];
+      T *go = ec.gout.data() + c * no;
+      const T *o = out.data() + c * no;
+      T genv = ec.genv[c];
+      for (int q = 0; q < 3 * cm_; ++q) {
+        genv += go[q] * o[q];
+        go[q] *= env;
       }
+      ec.genv[c] = genv;
     }
-    gr += genv * denv;
-    T de = 0;
-    repulsion(v, ti, tj, de);
-    gr += de;
-    T gu[3];
-    spherical_harmonics_backward(u, gY, gu);
-    const T ug = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
-    for (int c = 0; c < 3; ++c) out[c] = (gu[c] - u[c] * ug) / r + gr * u[c];
+    ghid.resize(size_t(rows) * rh_);
+    {
+      torch::Tensor go = torch::from_blob(ec.gout.data(), {rows, no}, opts());
+      torch::Tensor gh = torch::from_blob(ghid.data(), {rows, rh_}, opts());
+      torch::mm_out(gh, go, rad2_w_);
+    }
+    for (int64_t c = 0; c < rows; ++c) {
+      const int64_t k = g.order[s0 + c];
+      const T *v = g.vec.data() + 3 * k;
+      const T r = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+      const T u[3] = {v[0] / r, v[1] / r, v[2] / r};
+      T denv = 0;
+      const T env = envelope(r, &denv);
+      radial_basis(r, basis.data(), dbasis.data());
+      T genv = ec.genv[c], gr = 0;
+      for (int o = 0; o < rh_; ++o) {
+        const T gp = ghid[c * rh_ + o] * dsilu(pre[c * rh_ + o]);
+        if (gp == T(0)) continue;
+        const T *row = rad1_.w.data() + size_t(o) * rad1_.in;
+        for (int kk = 0; kk < nb_; ++kk) {
+          const T grin = row[kk] * gp;
+          gr += grin * env * dbasis[kk];
+          genv += grin * basis[kk];
+        }
+      }
+      gr += genv * denv;
+      T de = 0;
+      repulsion(v, g.types[g.ci[k]], g.types[g.nj[k]], de);
+      gr += de;
+      T gu[3];
+      spherical_harmonics_backward(u, ec.gY.data() + c * 9, gu);
+      const T ug = u[0] * gu[0] + u[1] * gu[1] + u[2] * gu[2];
+      T *dv = dvec.data() + 3 * k;
+      for (int d = 0; d < 3; ++d) dv[d] = (gu[d] - u[d] * ug) / r + gr * u[d];
+    }
   }
 
   // ---------------------------------------------------------------- readout and repulsion
@@ -1135,6 +1208,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   T env_rmax_, env_p_, inv_sqrt_nb_, energy_scale_, inner_, screening_, coulomb_;
   std::vector<T> centers_, gamma_, emb_i_, emb_j_, type_lin_, energy_shift_, walls_, zbl_z_;
   Dense<T> rad1_, rad2_, gate_, att_hid_, att_out_, ro1_, ro2_;
+  torch::Tensor rad2_w_, rad2_wt_, rad2_b_;    // second radial layer: W [out][rh], W^T, bias (for the GEMMs)
   Linear3<T> geo_lin_, lin_src_, lin_dst_, att_lin_out_, ffn_in_, ffn_out_;
   LayerNorm3<T> inj_norm_, ln1_, ln2_, ln3_, readout_norm_;
   std::vector<CgColumn> cols_;
@@ -1176,6 +1250,9 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   rad1_.load(m, "radial.net.0", nb_ + 2 * ed_, rh_);
   A_ = 9 + 1 + 3 * cm_ + cm_ * P_;
   rad2_.load(m, "radial.net.2", rh_, 3 * cm_ + cm_ * P_);
+  rad2_w_ = torch::from_blob(rad2_.w.data(), {rad2_.out, rh_}, opts()).clone();
+  rad2_wt_ = rad2_w_.t().contiguous();
+  rad2_b_ = torch::from_blob(rad2_.b.data(), {rad2_.out}, opts()).clone();
   // the embeddings' part of the radial MLP's first layer, per type of the centre and of the neighbour
   const std::vector<T> ew = tensor_vec<T>(m, "type_embed.weight");
   emb_i_.assign(size_t(ntypes_) * rh_, T(0));

@@ -133,7 +133,7 @@ void PairDeqformer::settings(int narg, char **arg)
 {
   static const char *keywords[] = {"tol",  "adjoint_tol", "max_iter",       "reuse", "solver",
                                    "memory", "beta",      "nonconvergence", "device",
-                                   "min_dist"};
+                                   "min_dist", "backend"};
   auto is_keyword = [&](const char *s) {
     for (const char *k : keywords)
       if (strcmp(s, k) == 0) return true;
@@ -147,12 +147,13 @@ void PairDeqformer::settings(int narg, char **arg)
   reuse = 1;
   nonconv_error = 0;
   device_name = "cpu";
+  backend_name = "auto";
   min_dist = 0.1;
   while (iarg < narg) {
     if (!is_keyword(arg[iarg]))
       error->all(FLERR,
                  "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
-                 "reuse, solver, memory, beta, nonconvergence, device or min_dist)",
+                 "reuse, solver, memory, beta, nonconvergence, device, min_dist or backend)",
                  arg[iarg]);
     if (iarg + 1 >= narg)
       error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
@@ -204,6 +205,11 @@ void PairDeqformer::settings(int narg, char **arg)
       if (val != "cpu" && val != "cuda" && val.rfind("cuda:", 0) != 0)
         error->all(FLERR, "Illegal pair_style deqformer command: device must be cpu, cuda or cuda:N, not '{}'", val);
       device_name = val;
+    } else if (key == "backend") {
+      if (val != "native" && val != "torchscript")
+        error->all(FLERR, "Illegal pair_style deqformer command: backend must be native or torchscript, not '{}'",
+                   val);
+      backend_name = val;
     } else if (key == "min_dist") {
       min_dist = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (min_dist < 0.0) error->all(FLERR, "Illegal pair_style deqformer command: min_dist must be >= 0");
@@ -288,6 +294,7 @@ void PairDeqformer::load_model(const std::string &file)
     error->all(FLERR, "pair_style deqformer: {}", e.what());
   }
   select_device();
+  select_backend();
   r_max = model->r_max();
   r_max_sq = r_max * r_max;
   state_dim = model->state_dim();
@@ -297,10 +304,32 @@ void PairDeqformer::load_model(const std::string &file)
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style deqformer: model {} (contract {}, {} elements: {}, r_max {} A, state dim {}, {}), "
-                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}, device {}\n",
+                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}, device {}, backend {}\n",
                    file, model->meta("contract_version"), model->num_types(), model->type_names_joined(), r_max,
                    state_dim, model->dtype_name(), deqformer::solver_name(kind), tol, adjoint_tol, max_iter, solver_memory,
-                   beta, reuse ? "yes" : "no", model->device().str());
+                   beta, reuse ? "yes" : "no", model->device().str(), backend_note);
+}
+
+// keyword backend: native (hand-written C++ kernels, deqformer_native.h) where it supports the model and
+// device, else the model file's TorchScript methods; the log says which and why
+void PairDeqformer::select_backend()
+{
+  const std::string why = model->native_unsupported();
+  if (backend_name == "native" && !why.empty())
+    error->all(FLERR, "pair_style deqformer: backend native cannot run model '{}': {}; use backend torchscript",
+               model->path(), why);
+  if (backend_name == "torchscript" || !why.empty()) {
+    use_native = 0;
+    backend_note = backend_name == "torchscript" ? "torchscript" : "torchscript (native backend: " + why + ")";
+    return;
+  }
+  try {
+    model->native();
+  } catch (deqformer::Error &e) {
+    error->all(FLERR, "pair_style deqformer: {}; use backend torchscript", e.what());
+  }
+  use_native = 1;
+  backend_note = "native";
 }
 
 // keyword device: the model runs there; the graph is built on the host and moved, results come back
@@ -563,6 +592,7 @@ deqformer::DriverSettings PairDeqformer::driver_settings() const
   ds.lam = lam;
   ds.reuse = reuse != 0;
   ds.nonconvergence = nonconv_error ? deqformer::NonConvergence::ERROR : deqformer::NonConvergence::WARN;
+  ds.backend = use_native ? deqformer::Backend::NATIVE : deqformer::Backend::TORCHSCRIPT;
   return ds;
 }
 

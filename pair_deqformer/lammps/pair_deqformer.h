@@ -77,6 +77,7 @@ class PairDeqformer : public Pair {
   void apply_settings();
   // moves the model to the device it runs on (keyword device; the Kokkos variant: its execution space)
   virtual void select_device();
+  void select_backend();
   // the per-atom state store: fix DEQFORMER/STATE (the Kokkos variant: its DualView version)
   virtual void ensure_state_fix();
   std::string state_fix_id();
@@ -120,6 +121,9 @@ class PairDeqformer : public Pair {
   double tol, adjoint_tol, beta, lam;
   int reuse, nonconv_error;
   std::string device_name;    // keyword device: cpu (default), cuda, cuda:N
+  std::string backend_name;   // keyword backend: auto (default: native where it can), native, torchscript
+  int use_native = 0;         // the backend chosen: 1 native, 0 torchscript
+  std::string backend_note;   // the backend chosen, and why not native (for the log)
   // which keywords were given (keep them over the model defaults)
   int set_kind, set_max_iter, set_memory, set_tol, set_adjoint_tol, set_beta;
 

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -16,6 +17,27 @@ namespace deqtest {
 
 inline const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
 enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5, STAT_EVALS = 6 };
+
+// The pair_style line with the backend chosen by the environment (DEQ_TEST_BACKEND=native|torchscript,
+// set by ctest for the two runs of each LAMMPS test): " backend X" after "deqformer" (and its model
+// file, if it names one). Other lines, and every line when the variable is unset, stay as they are.
+inline std::string with_backend(const std::string &line)
+{
+  const char *b = std::getenv("DEQ_TEST_BACKEND");
+  if (!b || !*b || line.rfind("pair_style", 0) != 0) return line;
+  const std::string key = " deqformer";
+  size_t pos = line.find(key);
+  if (pos == std::string::npos) pos = line.find(" deqformer/kk");
+  if (pos == std::string::npos) return line;
+  pos = line.find_first_of(" ", pos + 1);    // end of the style name
+  if (pos == std::string::npos) return line + " backend " + b;
+  const size_t start = line.find_first_not_of(" ", pos);
+  if (start != std::string::npos) {
+    const size_t end = std::min(line.find(' ', start), line.size());
+    if (end - start > 3 && line.compare(end - 3, 3, ".pt") == 0) pos = end;
+  }
+  return line.substr(0, pos) + " backend " + b + line.substr(pos);
+}
 
 inline std::string tmpdir()
 {

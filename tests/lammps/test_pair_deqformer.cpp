@@ -54,7 +54,7 @@ class Sim {
     lmp = new LAMMPS(static_cast<int>(args.size()), const_cast<char **>(args.data()), comm);
   }
   ~Sim() { delete lmp; }
-  void cmd(const std::string &line) { lmp->input->one(line); }
+  void cmd(const std::string &line) { lmp->input->one(deqtest::with_backend(line)); }
   void cmds(const std::vector<std::string> &lines)
   {
     for (const auto &l : lines) cmd(l);
@@ -576,6 +576,11 @@ TEST(Serial, BadInputs)
   EXPECT_THAT(msg, HasSubstr("unknown solver 'newton'"));
   msg = lammps_error(with({"pair_style deqformer " + model() + " speed 2", "pair_coeff * * H C O"}));
   EXPECT_THAT(msg, HasSubstr("unknown keyword 'speed'"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " backend fast", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("backend must be native or torchscript, not 'fast'"));
+  msg = lammps_error(with({"pair_style deqformer " + model("model_dot.pt") + " backend native", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("backend native cannot run model"));
+  EXPECT_THAT(msg, HasSubstr("message operation 'so2'"));
 
   auto newton = upto_style;
   newton.insert(newton.begin() + 1, "newton off");

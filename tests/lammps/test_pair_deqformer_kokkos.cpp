@@ -69,7 +69,7 @@ class Sim {
     lmp = new LAMMPS(static_cast<int>(argv.size()), argv.data(), comm);
   }
   ~Sim() { delete lmp; }
-  void cmd(const std::string &line) { lmp->input->one(line); }
+  void cmd(const std::string &line) { lmp->input->one(deqtest::with_backend(line)); }
   void cmds(const std::vector<std::string> &lines)
   {
     for (const auto &l : lines) cmd(l);
