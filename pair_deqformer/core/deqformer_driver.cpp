@@ -1,11 +1,13 @@
 // deqformer: forward fixed-point solve, adjoint solve and edge gradients (docs/contract.md, steps 1-5).
 #include "deqformer_driver.h"
 #include "deqformer_native.h"
+#include "deqformer_solver.h"
 
 #include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -62,23 +64,27 @@ double local_residual(const torch::Tensor &z, const torch::Tensor &fz)
 
 // The iteration of deqformer.driver.fixed_point with the residual reduced over all processes.
 // `fn(z_local)` returns f(z) for the local atoms (it communicates as it needs). Returns the best
-// iterate's f(z) (smallest global residual) and fills `stats`.
+// iterate's f(z) (smallest global residual) and fills `stats`. native: the solver update and the
+// residual in C++ (deqformer_solver.h) where it implements the solver, else the model's TorchScript rule.
 torch::Tensor fixed_point(Model &model, HaloExchange &halo, const std::function<torch::Tensor(const torch::Tensor &)> &fn,
                           torch::Tensor z, int kind, double tol, int max_iter, int memory, double beta,
-                          double lam, SolveStats &stats)
+                          double lam, SolveStats &stats, bool native)
 {
   const bool have_atoms = z.size(0) > 0;
+  std::unique_ptr<NativeSolver> ns;
+  if (native && z.device().is_cpu() && NativeSolver::supports(kind, memory))
+    ns = std::make_unique<NativeSolver>(kind, z.size(0), z.size(1), memory);
   c10::IValue state;
   {
     torch::NoGradGuard no_grad;
-    if (have_atoms) state = model.solver_init(z, kind, memory);
+    if (have_atoms && !ns) state = model.solver_init(z, kind, memory);
   }
   torch::Tensor best = z;
   double best_res = std::numeric_limits<double>::infinity();
   stats = SolveStats();
   for (int k = 0; k < max_iter; ++k) {
     torch::Tensor fz = fn(z);
-    double res = halo.allreduce_max(local_residual(z, fz));
+    double res = halo.allreduce_max(ns ? max_relative_residual(z, fz) : local_residual(z, fz));
     if (res < best_res) {
       best = fz;
       best_res = res;
@@ -90,7 +96,9 @@ torch::Tensor fixed_point(Model &model, HaloExchange &halo, const std::function<
       return best;
     }
     torch::NoGradGuard no_grad;
-    if (have_atoms)
+    if (ns)
+      z = ns->update(z, fz, k, beta, lam);
+    else if (have_atoms)
       z = model.solver_update(kind, z, fz, state, k, beta, lam);
     else
       z = fz;
@@ -188,7 +196,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     return native ? native->step(z_all) : model.step(z_all, x, edge_index, attr, n);
   };
   torch::Tensor zs = fixed_point(model, halo, step, start_value(z0, s.reuse, n, d, fopt, "z0"), s.kind, s.tol,
-                                 s.max_iter, s.memory, s.beta, s.lam, res.forward);
+                                 s.max_iter, s.memory, s.beta, s.lam, res.forward, native != nullptr);
   // ghost rows of z*: the best iterate is not necessarily the last one communicated
   {
     torch::NoGradGuard no_grad;
@@ -258,7 +266,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
     return g + v_all.narrow(0, 0, n);
   };
   torch::Tensor us = fixed_point(model, halo, adjoint, start_value(u0, s.reuse, n, d, fopt, "u0"), s.kind,
-                                 s.adjoint_tol, s.max_iter, s.memory, s.beta, s.lam, res.adjoint);
+                                 s.adjoint_tol, s.max_iter, s.memory, s.beta, s.lam, res.adjoint, native != nullptr);
   f_graph = torch::Tensor();    // frees the retained graph
   res.time.adjoint = seconds_since(t0);
   if (!res.adjoint.converged && s.nonconvergence == NonConvergence::ERROR)

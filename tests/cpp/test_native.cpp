@@ -2,6 +2,7 @@
 // method, on local + ghost graphs of the test structures: float64 to 1e-12 relative, float32 to its
 // rounding level. The driver-level tests (test_driver.cpp) run with both backends.
 #include "deqformer_native.h"
+#include "deqformer_solver.h"
 #include "test_common.h"
 
 #include <ATen/Parallel.h>
@@ -154,4 +155,33 @@ TEST_F(Native, UnsupportedModelsAreNamed)
   EXPECT_THROW(deqformer::solve_and_differentiate(m, rg.graph, ds, halo), deqformer::Error);
   ds.backend = deqformer::Backend::TORCHSCRIPT;
   EXPECT_TRUE(std::isfinite(deqformer::solve_and_differentiate(m, rg.graph, ds, halo).energy));
+}
+
+// The native Anderson and Picard updates against the model's TorchScript solver_update, iteration by
+// iteration on a contracting map (float64: 1e-12; the ridge keeps the Gram systems well posed).
+TEST_F(Native, SolverUpdatesMatchTorchScript)
+{
+  Model m(deqtest::model_path("model_f64.pt"));
+  torch::manual_seed(5);
+  const int64_t n = 13, d = m.state_dim();
+  const torch::Tensor a = 0.5 * torch::randn({n, d, d}, torch::kFloat64) / std::sqrt(double(d));
+  const torch::Tensor c = torch::randn({n, d}, torch::kFloat64);
+  auto f = [&](const torch::Tensor &z) { return torch::tanh(torch::bmm(a, z.unsqueeze(2)).squeeze(2) + c); };
+  for (int kind : {deqformer::ANDERSON, deqformer::PICARD}) {
+    for (int memory : {1, 3, 5}) {
+      torch::Tensor zt = torch::zeros({n, d}, torch::kFloat64), zn = zt.clone();
+      c10::IValue state = m.solver_init(zt, kind, memory);
+      deqformer::NativeSolver ns(kind, n, d, memory);
+      for (int k = 0; k < 12; ++k) {
+        zt = m.solver_update(kind, zt, f(zt), state, k, 0.8, 1e-6);
+        zn = ns.update(zn, f(zn), k, 0.8, 1e-6);
+        ASSERT_LE(rel(zn, zt), 1e-12) << deqformer::solver_name(kind) << " memory " << memory << " k " << k;
+      }
+      EXPECT_LE(deqformer::max_relative_residual(zn, f(zn)), 1e-3) << "the map contracts";
+      const torch::Tensor r = (f(zt) - zt).norm(2, {1}) / (f(zt).norm(2, {1}) + 1e-12);
+      EXPECT_NEAR(deqformer::max_relative_residual(zt, f(zt)), r.max().item<double>(), 1e-14);
+    }
+  }
+  EXPECT_FALSE(deqformer::NativeSolver::supports(deqformer::BROYDEN, 5));
+  EXPECT_FALSE(deqformer::NativeSolver::supports(deqformer::ANDERSON, 40));
 }
