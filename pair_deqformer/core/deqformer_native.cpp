@@ -221,21 +221,25 @@ template <typename T> struct LayerNorm3 {
 // nn.Linear: y = W x + b, W [out][in]
 template <typename T> struct Dense {
   int in = 0, out = 0;
-  std::vector<T> w, b;
+  std::vector<T> w, wt, b;    // w [out][in], wt = w^T [in][out]
   void load(const Module &m, const std::string &p, int n_in, int n_out)
   {
     in = n_in;
     out = n_out;
     w = tensor_vec<T>(m, p + ".weight", int64_t(in) * out);
     b = tensor_vec<T>(m, p + ".bias", out);
+    wt.resize(w.size());
+    for (int o = 0; o < out; ++o)
+      for (int k = 0; k < in; ++k) wt[size_t(k) * out + o] = w[size_t(o) * in + k];
   }
+  // y = W x + b, as axpy over the outputs (vectorisable without reassociating a sum)
   void forward(const T *x, T *y) const
   {
-    for (int o = 0; o < out; ++o) {
-      const T *row = w.data() + size_t(o) * in;
-      T acc = b[o];
-      for (int k = 0; k < in; ++k) acc += row[k] * x[k];
-      y[o] = acc;
+    for (int o = 0; o < out; ++o) y[o] = b[o];
+    for (int k = 0; k < in; ++k) {
+      const T xk = x[k];
+      const T *col = wt.data() + size_t(k) * out;
+      for (int o = 0; o < out; ++o) y[o] += col[o] * xk;
     }
   }
   // gx += W^T gy
@@ -737,25 +741,11 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     for (int c = 0; c < cm; ++c)
       for (int p = 0; p < P_; ++p) w.wt[p * cm + c] = wb[c * P_ + p];
     std::fill(w.msg, w.msg + 9 * cm, T(0));
-    for (size_t col = 0; col < cols_.size(); ++col) {
-      const CgColumn &cc = cols_[col];
-      const T *Ac = w.A + col * MAXA;
-      const T *wp = w.wt + cc.p * cm;
-      T *out = w.msg + cc.oc * cm;
-      const T *f = w.feat + cc.a0 * cm;
-      for (int c = 0; c < cm; ++c) {
-        T t = 0;
-        for (int k = 0; k < cc.d1; ++k) t += f[k * cm + c] * Ac[k];
-        out[c] += wp[c] * t;
-      }
-    }
+    tp_forward<1>(grp_[0], grp_[1], w);
+    tp_forward<3>(grp_[1], grp_[2], w);
+    tp_forward<5>(grp_[2], grp_[3], w);
     const T *m0 = w.msg;
-    for (int h = 0; h < ah_; ++h) {
-      const T *row = att_hid_.w.data() + size_t(h) * cm;
-      T acc = att_hid_.b[h];
-      for (int c = 0; c < cm; ++c) acc += row[c] * m0[c];
-      w.hp[h] = acc;
-    }
+    att_hid_.forward(m0, w.hp);
     T *hid = w.hid;
     for (int h = 0; h < ah_; ++h) hid[h] = silu(w.hp[h]);
     const T env = a[9];
@@ -768,6 +758,40 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
     gate_.forward(m0, w.gate);
     for (int o = 0; o < 2 * cm; ++o) w.gate[o] = sigmoid(w.gate[o]);
+  }
+
+  // the tensor product's columns [c0, c1) (one input l, D1 = 2 l + 1 components): msg += W * (feat A)
+  template <int D1> void tp_forward(int c0, int c1, const EdgeWork &w) const
+  {
+    const int cm = cm_;
+    for (int col = c0; col < c1; ++col) {
+      const CgColumn &cc = cols_[col];
+      const T *Ac = w.A + col * MAXA;
+      const T *wp = w.wt + cc.p * cm;
+      T *out = w.msg + cc.oc * cm;
+      const T *f = w.feat + cc.a0 * cm;
+      for (int c = 0; c < cm; ++c) {
+        T t = 0;
+        for (int k = 0; k < D1; ++k) t += f[k * cm + c] * Ac[k];
+        out[c] += wp[c] * t;
+      }
+    }
+  }
+  // its transpose for the features: gfeat += A^T (W * gmsg)
+  template <int D1> void tp_backward_feat(int c0, int c1, const EdgeWork &w, const T *gm, T *gfeat) const
+  {
+    const int cm = cm_;
+    for (int col = c0; col < c1; ++col) {
+      const CgColumn &cc = cols_[col];
+      const T *Ac = w.A + col * MAXA;
+      const T *wp = w.wt + cc.p * cm;
+      const T *gout = gm + cc.oc * cm;
+      T *gf = gfeat + cc.a0 * cm;
+      for (int c = 0; c < cm; ++c) {
+        const T tb = wp[c] * gout[c];
+        for (int k = 0; k < D1; ++k) gf[k * cm + c] += Ac[k] * tb;
+      }
+    }
   }
 
   // ---------------------------------------------------------------- the block, forward
@@ -1002,20 +1026,18 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           std::fill(gY, gY + 9, T(0));
           std::fill(gA.begin(), gA.end(), T(0));
         }
-        for (size_t col = 0; col < cols_.size(); ++col) {
+        if (v) {
+          tp_backward_feat<1>(grp_[0], grp_[1], w, gm.data(), gfeat.data());
+          tp_backward_feat<3>(grp_[1], grp_[2], w, gm.data(), gfeat.data());
+          tp_backward_feat<5>(grp_[2], grp_[3], w, gm.data(), gfeat.data());
+        }
+        for (size_t col = 0; dvec && col < cols_.size(); ++col) {
           const CgColumn &cc = cols_[col];
           const T *Ac = w.A + col * MAXA;
           const T *wp = w.wt + cc.p * cm;
           const T *gout = gm.data() + cc.oc * cm;
           const T *f = w.feat + cc.a0 * cm;
-          if (v) {
-            T *gf = gfeat.data() + cc.a0 * cm;
-            for (int c = 0; c < cm; ++c) {
-              const T tb = wp[c] * gout[c];
-              for (int kk = 0; kk < cc.d1; ++kk) gf[kk * cm + c] += Ac[kk] * tb;
-            }
-          }
-          if (dvec) {
+          {
             T *gAc = gA.data() + col * MAXA;
             for (int c = 0; c < cm; ++c) {
               T t = 0;
@@ -1212,6 +1234,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   Linear3<T> geo_lin_, lin_src_, lin_dst_, att_lin_out_, ffn_in_, ffn_out_;
   LayerNorm3<T> inj_norm_, ln1_, ln2_, ln3_, readout_norm_;
   std::vector<CgColumn> cols_;
+  int grp_[4] = {0, 0, 0, 0};    // columns of input l = 0, 1, 2: [grp_[l], grp_[l + 1])
   std::vector<CgEntry<T>> cg_;
 
   Geometry geo_;
@@ -1309,6 +1332,7 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   // the coupling tables: group l1's buffer cg<l1> is [9 (Y component n), d1 x K_l1]
   int col = 0;
   for (int l1 = 0; l1 <= 2; ++l1) {
+    grp_[l1] = col;
     const int d1 = 2 * l1 + 1;
     std::vector<std::pair<int, int>> group;    // (path, l3) of each path of the group, PATHS order
     int K = 0;
@@ -1331,6 +1355,7 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
       }
     }
   }
+  grp_[3] = col;
   if (A_ != std::stoi(model.meta("edge_attr_dim")))
     throw Error("native backend: edge_attr_dim of the file does not match the model's widths");
 }
