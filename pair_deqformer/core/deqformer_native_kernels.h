@@ -43,9 +43,10 @@ template <typename T> struct Linear3 {
   int in_dim() const { return i0 + 3 * i1 + 5 * i2; }
   int out_dim() const { return o0 + 3 * o1 + 5 * o2; }
 
-  static constexpr int MAXW = 5 * 256;    // scratch: dim x outputs (or inputs) of one l
-  // out[d][m] = sum_c in[c][m] w[c][d]: accumulated as [m][d] so that the inner loop runs over d
-  static void mix(const T *in, int ni, int no, int dim, const T *w, T *out)
+  static constexpr int MAXW = 5 * 256;    // scratch: dim x outputs of one l
+  // out[d][m] (+)= sum_c in[c][m] w[c][d], w [ni][no]: accumulated as [m][d] so that the inner loop runs
+  // over d. The transpose (backward) is the same with w^T.
+  static void mix(const T *in, int ni, int no, int dim, const T *w, T *out, bool add)
   {
     T acc[MAXW];
     for (int k = 0; k < dim * no; ++k) acc[k] = T(0);
@@ -58,38 +59,22 @@ template <typename T> struct Linear3 {
       }
     }
     for (int d = 0; d < no; ++d)
-      for (int m = 0; m < dim; ++m) out[size_t(d) * dim + m] = acc[m * no + d];
-  }
-  // gin[c][m] += sum_d w[c][d] gout[d][m], with wt = w^T [out][in]: inner loop over c
-  static void mix_t(const T *gout, int ni, int no, int dim, const T *wt, T *gin)
-  {
-    T acc[MAXW];
-    for (int k = 0; k < dim * ni; ++k) acc[k] = T(0);
-    for (int d = 0; d < no; ++d) {
-      const T *row = wt + size_t(d) * ni;
-      for (int m = 0; m < dim; ++m) {
-        const T g = gout[size_t(d) * dim + m];
-        T *a = acc + m * ni;
-        for (int c = 0; c < ni; ++c) a[c] += g * row[c];
-      }
-    }
-    for (int c = 0; c < ni; ++c)
-      for (int m = 0; m < dim; ++m) gin[size_t(c) * dim + m] += acc[m * ni + c];
+      for (int m = 0; m < dim; ++m) out[size_t(d) * dim + m] = (add ? out[size_t(d) * dim + m] : T(0)) + acc[m * no + d];
   }
   void forward(const T *in, T *out) const
   {
-    mix(in, i0, o0, 1, w0.data(), out);
+    mix(in, i0, o0, 1, w0.data(), out, false);
     if (!b0.empty())
       for (int d = 0; d < o0; ++d) out[d] += b0[d];
-    mix(in + i0, i1, o1, 3, w1.data(), out + o0);
-    mix(in + i0 + 3 * i1, i2, o2, 5, w2.data(), out + o0 + 3 * o1);
+    mix(in + i0, i1, o1, 3, w1.data(), out + o0, false);
+    mix(in + i0 + 3 * i1, i2, o2, 5, w2.data(), out + o0 + 3 * o1, false);
   }
   // gin += (d out / d in)^T gout
   void backward(const T *gout, T *gin) const
   {
-    mix_t(gout, i0, o0, 1, w0t.data(), gin);
-    mix_t(gout + o0, i1, o1, 3, w1t.data(), gin + i0);
-    mix_t(gout + o0 + 3 * o1, i2, o2, 5, w2t.data(), gin + i0 + 3 * i1);
+    mix(gout, o0, i0, 1, w0t.data(), gin, true);
+    mix(gout + o0, o1, i1, 3, w1t.data(), gin + i0, true);
+    mix(gout + o0 + 3 * o1, o2, i2, 5, w2t.data(), gin + i0 + 3 * i1, true);
   }
 };
 
