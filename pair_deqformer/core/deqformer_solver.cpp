@@ -42,10 +42,12 @@ torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tenso
   if (!hx_.defined()) {
     hx_ = torch::zeros({n_, m, d_}, zt.options());
     hf_ = torch::zeros({n_, m, d_}, zt.options());
+    hg_ = torch::zeros({n_, m, d_}, zt.options());
+    gram_ = torch::zeros({n_, m, m}, zt.options());
   }
   const torch::Tensor zc = zt.contiguous(), fc = fzt.contiguous();
   const T *z = zc.data_ptr<T>(), *fz = fc.data_ptr<T>();
-  T *hx = hx_.data_ptr<T>(), *hf = hf_.data_ptr<T>();
+  T *hx = hx_.data_ptr<T>(), *hf = hf_.data_ptr<T>(), *hg = hg_.data_ptr<T>(), *hgram = gram_.data_ptr<T>();
   torch::Tensor out = torch::empty({n_, d_}, zt.options());
   T *next = out.data_ptr<T>();
   const int slot = k % m;
@@ -53,18 +55,20 @@ torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tenso
   const T b = static_cast<T>(beta), lm = static_cast<T>(lam);
   T gram[MAX_MEMORY][MAX_MEMORY], a[MAX_MEMORY];
   for (int64_t i = 0; i < n_; ++i) {
-    T *xi = hx + i * m * d_, *fi = hf + i * m * d_;
+    T *xi = hx + i * m * d_, *fi = hf + i * m * d_, *gi = hg + i * m * d_, *Gi = hgram + i * m * m;
     for (int64_t c = 0; c < d_; ++c) {
       xi[slot * d_ + c] = z[i * d_ + c];
       fi[slot * d_ + c] = fz[i * d_ + c];
+      gi[slot * d_ + c] = fz[i * d_ + c] - z[i * d_ + c];
+    }
+    // only the new residual's row of the Gram matrix changes; the others are kept from earlier updates
+    for (int s = 0; s < h; ++s) {
+      T acc = 0;
+      for (int64_t c = 0; c < d_; ++c) acc += gi[slot * d_ + c] * gi[s * d_ + c];
+      Gi[slot * m + s] = Gi[s * m + slot] = acc;
     }
     for (int r = 0; r < h; ++r)
-      for (int s = 0; s <= r; ++s) {
-        T acc = 0;
-        for (int64_t c = 0; c < d_; ++c)
-          acc += (fi[r * d_ + c] - xi[r * d_ + c]) * (fi[s * d_ + c] - xi[s * d_ + c]);
-        gram[r][s] = gram[s][r] = acc;
-      }
+      for (int s = 0; s < h; ++s) gram[r][s] = Gi[r * m + s];
     T scale = 0;
     for (int r = 0; r < h; ++r) scale += gram[r][r];
     scale = scale / h + T(1e-30);

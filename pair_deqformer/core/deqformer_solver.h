@@ -24,7 +24,9 @@ class NativeSolver {
   int kind_;
   int64_t n_, d_;
   int memory_;
-  torch::Tensor hx_, hf_;    // Anderson history [n][memory][d], in the dtype of the iterates
+  // Anderson history in the dtype of the iterates: iterates, their images, residuals [n][memory][d], and
+  // the Gram matrices of the residuals [n][memory][memory]
+  torch::Tensor hx_, hf_, hg_, gram_;
 };
 
 // max over atoms of |fz_i - z_i| / (|fz_i| + 1e-12), +inf if fz has a non-finite entry (CPU tensors)
