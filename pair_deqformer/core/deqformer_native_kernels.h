@@ -678,6 +678,19 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
+  // the edges of centre i through edge_forward into scratch rows 0, 1, ...; denom = 1 + sum of their
+  // attention weights per head
+  void centre_forward(const Geometry &g, const Activations &act, int64_t i, T *denom) const
+  {
+    std::fill(denom, denom + H_, T(1));
+    for (int64_t s = g.offs[i]; s < g.offs[i + 1]; ++s) {
+      const int64_t k = g.order[s];
+      EdgeWork w = edge_work(s - g.offs[i]);
+      edge_forward(act, i, g.nj[k], g.attr.data() + size_t(k) * A_, w);
+      for (int hh = 0; hh < H_; ++hh) denom[hh] += w.w[hh];
+    }
+  }
+
   // ---------------------------------------------------------------- the block, forward
   void forward(const Geometry &g, std::vector<T> z, Activations &act, T *f)
   {
@@ -704,13 +717,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     const int hs = cm / H_;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
-      std::fill(denom.begin(), denom.end(), T(1));
-      for (int64_t s = e0; s < e1; ++s) {
-        const int64_t k = g.order[s];
-        EdgeWork w = edge_work(s - e0);
-        edge_forward(act, i, g.nj[k], g.attr.data() + size_t(k) * A_, w);
-        for (int hh = 0; hh < H_; ++hh) denom[hh] += w.w[hh];
-      }
+      centre_forward(g, act, i, denom.data());
       std::fill(agg.begin(), agg.end(), T(0));
       for (int64_t s = e0; s < e1; ++s) {
         EdgeWork w = edge_work(s - e0);
@@ -833,13 +840,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       }
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
       const T *ga = gagg.data() + i * 9 * cm;
-      std::fill(denom.begin(), denom.end(), T(1));
-      for (int64_t s = e0; s < e1; ++s) {
-        const int64_t k = g.order[s];
-        EdgeWork w = edge_work(s - e0);
-        edge_forward(act, i, g.nj[k], g.attr.data() + size_t(k) * A_, w);
-        for (int hh = 0; hh < H_; ++hh) denom[hh] += w.w[hh];
-      }
+      centre_forward(g, act, i, denom.data());
       // d/d alpha_e, and S = sum_e alpha_e d/d alpha_e per head
       std::fill(S.begin(), S.end(), T(0));
       for (int64_t s = e0; s < e1; ++s) {
