@@ -93,14 +93,20 @@ template <typename T> struct LayerNorm3 {
     g1 = tensor_vec<T>(m, p + ".g1", m1);
     g2 = tensor_vec<T>(m, p + ".g2", m2);
   }
-  void scalars(const T *s, T *out) const
+  // mean and 1 / sqrt(variance + eps) of the scalar channels
+  void scalar_stats(const T *s, T &mu, T &r) const
   {
-    T mu = 0;
+    mu = 0;
     for (int c = 0; c < m0; ++c) mu += s[c];
     mu /= m0;
     T var = 0;
     for (int c = 0; c < m0; ++c) var += (s[c] - mu) * (s[c] - mu);
-    const T r = T(1) / std::sqrt(var / m0 + eps);
+    r = T(1) / std::sqrt(var / m0 + eps);
+  }
+  void scalars(const T *s, T *out) const
+  {
+    T mu, r;
+    scalar_stats(s, mu, r);
     for (int c = 0; c < m0; ++c) out[c] = (s[c] - mu) * r * g0[c] + b0[c];
   }
   static void block(const T *v, int mul, int dim, const T *g, T eps, T *out)
@@ -119,12 +125,8 @@ template <typename T> struct LayerNorm3 {
   }
   void scalars_backward(const T *s, const T *gout, T *gin) const
   {
-    T mu = 0;
-    for (int c = 0; c < m0; ++c) mu += s[c];
-    mu /= m0;
-    T var = 0;
-    for (int c = 0; c < m0; ++c) var += (s[c] - mu) * (s[c] - mu);
-    const T r = T(1) / std::sqrt(var / m0 + eps);
+    T mu, r;
+    scalar_stats(s, mu, r);
     T mean_g = 0, mean_gx = 0;
     for (int c = 0; c < m0; ++c) {
       const T gx = gout[c] * g0[c];
