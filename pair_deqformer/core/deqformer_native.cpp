@@ -89,7 +89,8 @@ template <typename T> struct CgEntry {
   T coef;
 };
 
-constexpr int MAXA = 5;    // largest d1
+constexpr int MAXA = 5;      // largest d1
+constexpr int MAXC = 512;    // largest number of message channels
 
 }    // namespace
 
@@ -121,6 +122,7 @@ struct NativeModel::Impl {
   virtual torch::Tensor edge_grad(const torch::Tensor &u) = 0;
   virtual void release() = 0;
   virtual size_t bytes() const = 0;
+  virtual void set_edge_cache(size_t bytes) = 0;
 };
 
 namespace {
@@ -236,5 +238,6 @@ torch::Tensor NativeModel::vjp(const torch::Tensor &u) { return impl_->vjp(u); }
 torch::Tensor NativeModel::edge_grad(const torch::Tensor &u) { return impl_->edge_grad(u); }
 void NativeModel::release() { impl_->release(); }
 size_t NativeModel::bytes() const { return impl_->bytes(); }
+void NativeModel::set_edge_cache_bytes(size_t bytes) { impl_->set_edge_cache(bytes); }
 
 }    // namespace deqformer

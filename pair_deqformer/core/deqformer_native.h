@@ -7,7 +7,8 @@
 //  - no operator dispatch: one loop nest per method, the intermediates of one atom or one edge stay in
 //    registers or a small scratch buffer;
 //  - the adjoint's vector-Jacobian product is written by hand (no retained autograd graph): the
-//    per-atom activations at z* are kept (`linearize`), the per-edge ones are recomputed per product;
+//    per-atom activations at z* are kept (`linearize`), the per-edge ones too as far as a memory budget
+//    allows (set_edge_cache_bytes), the rest are recomputed per product;
 //  - per-geometry work (edge features, input injection, the edges grouped by centre atom) is done
 //    once per geometry by `prepare`.
 // Supported: the 'cg' message operation, 'mlp' attention, one implicit block, on the CPU, float32 and
@@ -68,6 +69,12 @@ class NativeModel {
 
   // Bytes held by the prepared geometry and the linearization (for the memory report).
   size_t bytes() const;
+
+  // Memory that linearize() may spend on keeping the per-edge work of f(z*) (about 4 KB per edge in
+  // float32, 8 KB in float64) so that vjp() and edge_grad() need not recompute it; centres whose edges
+  // do not fit are recomputed in every product. Default DEFAULT_EDGE_CACHE_BYTES; 0 keeps none.
+  static constexpr size_t DEFAULT_EDGE_CACHE_BYTES = size_t(256) << 20;
+  void set_edge_cache_bytes(size_t bytes);
 
   struct Impl;
 

@@ -341,8 +341,9 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     auto vb = [](const auto &v) { return v.capacity() * sizeof(v[0]); };
     return vb(geo_.attr) + vb(geo_.vec) + vb(geo_.x) + vb(geo_.types) + vb(geo_.ci) + vb(geo_.nj) +
            vb(geo_.offs) + vb(geo_.order) + vb(act_.z) + vb(act_.src) + vb(act_.dst) + vb(act_.u1) +
-           vb(act_.y) + vb(act_.u2) + vb(scratch_);
+           vb(act_.y) + vb(act_.u2) + vb(act_.edges) + vb(act_.denoms) + vb(scratch_);
   }
+  void set_edge_cache(size_t bytes) override { cache_bytes_ = bytes; }
 
  private:
   // One geometry: the directed edges i <- j (i < n local), grouped by centre through order / offs.
@@ -361,6 +362,11 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     std::vector<T> z;           // [n_all][D]
     std::vector<T> src, dst;    // [n_all][9][Cm], [n][9][Cm]
     std::vector<T> u1, y, u2;   // [n][D]: x + attention; FFN lin_in output; u1 + FFN
+    // The per-edge work of the first `cached` centres (their edges' EdgeWork rows in sorted order) and
+    // their attention denominators [cached][H], kept so that the products need not recompute them;
+    // as many centres as fit in the edge-cache budget, the others are recomputed per product.
+    int64_t cached = 0;
+    std::vector<T> edges, denoms;
   };
   // What the per-edge forward of one centre keeps for its backward (component-major [9][Cm] features).
   struct EdgeWork {
@@ -596,9 +602,10 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   {
     return size_t(9 * cm_) * 2 + size_t(cols_.size()) * MAXA + 2 * ah_ + 2 * H_ + 2 * cm_ + size_t(P_) * cm_;
   }
-  EdgeWork edge_work(size_t slot) const
+  // the EdgeWork row `slot` of the rows starting at `base` (scratch_ or the edge cache)
+  EdgeWork edge_work(const T *base, size_t slot) const
   {
-    T *p = const_cast<T *>(scratch_.data()) + slot * edge_work_size();
+    T *p = const_cast<T *>(base) + slot * edge_work_size();
     EdgeWork w;
     w.feat = p; p += 9 * cm_;
     w.msg = p; p += 9 * cm_;
@@ -680,14 +687,50 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
-  // the edges of centre i through edge_forward into scratch rows 0, 1, ...; denom = 1 + sum of their
+  // the tensor product's dependence on the edge (columns [c0, c1), input l with D1 components):
+  // gWt[p][c] += (feat A)[c] gmsg[c] (the path weights, channel-contiguous) and gA[col][k] += sum_c
+  // feat[k][c] W[c] gmsg[c]. The channel sums run in LANES partial sums, which the compiler vectorises.
+  template <int D1> void tp_backward_geo(int c0, int c1, const EdgeWork &w, const T *gm, T *gWt, T *gA) const
+  {
+    constexpr int LANES = 8;
+    const int cm = cm_;
+    T tb[MAXC];
+    for (int col = c0; col < c1; ++col) {
+      const CgColumn &cc = cols_[col];
+      const T *Ac = w.A + col * MAXA;
+      const T *wp = w.wt + cc.p * cm;
+      const T *gout = gm + cc.oc * cm;
+      const T *f = w.feat + cc.a0 * cm;
+      T *gw = gWt + cc.p * cm;
+      for (int c = 0; c < cm; ++c) {
+        T t = 0;
+        for (int k = 0; k < D1; ++k) t += f[k * cm + c] * Ac[k];
+        gw[c] += t * gout[c];
+        tb[c] = wp[c] * gout[c];
+      }
+      T *gAc = gA + col * MAXA;
+      for (int k = 0; k < D1; ++k) {
+        const T *fk = f + k * cm;
+        T part[LANES] = {};
+        int c = 0;
+        for (; c + LANES <= cm; c += LANES)
+          for (int l = 0; l < LANES; ++l) part[l] += fk[c + l] * tb[c + l];
+        T sum = 0;
+        for (; c < cm; ++c) sum += fk[c] * tb[c];
+        for (int l = 0; l < LANES; ++l) sum += part[l];
+        gAc[k] += sum;
+      }
+    }
+  }
+
+  // the edges of centre i through edge_forward into the rows base + 0, 1, ...; denom = 1 + sum of their
   // attention weights per head
-  void centre_forward(const Geometry &g, const Activations &act, int64_t i, T *denom) const
+  void centre_forward(const Geometry &g, const Activations &act, int64_t i, const T *base, T *denom) const
   {
     std::fill(denom, denom + H_, T(1));
     for (int64_t s = g.offs[i]; s < g.offs[i + 1]; ++s) {
       const int64_t k = g.order[s];
-      EdgeWork w = edge_work(s - g.offs[i]);
+      EdgeWork w = edge_work(base, s - g.offs[i]);
       edge_forward(act, i, g.nj[k], g.attr.data() + size_t(k) * A_, w);
       for (int hh = 0; hh < H_; ++hh) denom[hh] += w.w[hh];
     }
@@ -710,19 +753,27 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         flat_to_comp(flat.data(), act.dst.data() + a * 9 * cm);
       }
     }
+    act.cached = 0;
     if (act.keep) {
       act.u1.resize(size_t(n) * D_);
       act.y.resize(size_t(n) * Y_);
       act.u2.resize(size_t(n) * D_);
+      const size_t row_bytes = edge_work_size() * sizeof(T);
+      while (act.cached < n && size_t(g.offs[act.cached + 1]) * row_bytes <= cache_bytes_) ++act.cached;
+      act.edges.resize(size_t(g.offs[act.cached]) * edge_work_size());
+      act.denoms.resize(size_t(act.cached) * H_);
     }
     std::vector<T> agg(9 * cm), u1(D_), h2(D_), y(Y_), gated(Yg_), u2(D_), denom(H_);
     const int hs = cm / H_;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
-      centre_forward(g, act, i, denom.data());
+      const bool cache = i < act.cached;
+      const T *base = cache ? act.edges.data() + size_t(e0) * edge_work_size() : scratch_.data();
+      centre_forward(g, act, i, base, denom.data());
+      if (cache) std::copy(denom.begin(), denom.end(), act.denoms.begin() + i * H_);
       std::fill(agg.begin(), agg.end(), T(0));
       for (int64_t s = e0; s < e1; ++s) {
-        EdgeWork w = edge_work(s - e0);
+        EdgeWork w = edge_work(base, s - e0);
         for (int c = 0; c < cm; ++c) {
           const T al = w.w[c / hs] / denom[c / hs];
           agg[c] += al * silu(w.msg[c]);
@@ -830,7 +881,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
     if (dvec) dvec->assign(size_t(g.E) * 3, T(0));
     std::vector<T> denom(H_), galpha(size_t(max_degree_) * H_), S(H_), gw(H_), glg(H_), gh(ah_), gm(9 * cm),
-        gg(2 * cm), gfeat(9 * cm), gA(cols_.size() * MAXA), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
+        gg(2 * cm), gfeat(9 * cm), gA(cols_.size() * MAXA), gWt(size_t(P_) * cm), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
     // edge_grad: cotangents of each edge's attributes, gathered for the batched radial-MLP backward
     // of a chunk of centres: [ginj (3 Cm) | gW (Cm P)] per edge, and d/dY, d/d env
     EdgeCotangents ec;
@@ -842,11 +893,17 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       }
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
       const T *ga = gagg.data() + i * 9 * cm;
-      centre_forward(g, act, i, denom.data());
+      const T *base = scratch_.data();
+      if (i < act.cached) {
+        base = act.edges.data() + size_t(e0) * edge_work_size();
+        std::copy(act.denoms.begin() + i * H_, act.denoms.begin() + (i + 1) * H_, denom.begin());
+      } else {
+        centre_forward(g, act, i, base, denom.data());
+      }
       // d/d alpha_e, and S = sum_e alpha_e d/d alpha_e per head
       std::fill(S.begin(), S.end(), T(0));
       for (int64_t s = e0; s < e1; ++s) {
-        EdgeWork w = edge_work(s - e0);
+        EdgeWork w = edge_work(base, s - e0);
         T *gal = galpha.data() + (s - e0) * H_;
         std::fill(gal, gal + H_, T(0));
         for (int c = 0; c < cm; ++c) {
@@ -872,7 +929,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         const int64_t k = g.order[s];
         const int64_t j = g.nj[k];
         const T *a = g.attr.data() + size_t(k) * A_;
-        EdgeWork w = edge_work(s - e0);
+        EdgeWork w = edge_work(base, s - e0);
         const T *gal = galpha.data() + (s - e0) * H_;
         for (int hh = 0; hh < H_; ++hh) {
           gw[hh] = (gal[hh] - S[hh]) / denom[hh];
@@ -918,22 +975,13 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           tp_backward_feat<3>(grp_[1], grp_[2], w, gm.data(), gfeat.data());
           tp_backward_feat<5>(grp_[2], grp_[3], w, gm.data(), gfeat.data());
         }
-        for (size_t col = 0; dvec && col < cols_.size(); ++col) {
-          const CgColumn &cc = cols_[col];
-          const T *Ac = w.A + col * MAXA;
-          const T *wp = w.wt + cc.p * cm;
-          const T *gout = gm.data() + cc.oc * cm;
-          const T *f = w.feat + cc.a0 * cm;
-          {
-            T *gAc = gA.data() + col * MAXA;
-            for (int c = 0; c < cm; ++c) {
-              T t = 0;
-              for (int kk = 0; kk < cc.d1; ++kk) t += f[kk * cm + c] * Ac[kk];
-              gW[c * P_ + cc.p] += t * gout[c];
-              const T tb = wp[c] * gout[c];
-              for (int kk = 0; kk < cc.d1; ++kk) gAc[kk] += f[kk * cm + c] * tb;
-            }
-          }
+        if (dvec) {
+          std::fill(gWt.begin(), gWt.end(), T(0));
+          tp_backward_geo<1>(grp_[0], grp_[1], w, gm.data(), gWt.data(), gA.data());
+          tp_backward_geo<3>(grp_[1], grp_[2], w, gm.data(), gWt.data(), gA.data());
+          tp_backward_geo<5>(grp_[2], grp_[3], w, gm.data(), gWt.data(), gA.data());
+          for (int p = 0; p < P_; ++p)
+            for (int c = 0; c < cm; ++c) gW[c * P_ + p] = gWt[p * cm + c];
         }
         if (v) {
           T *gs = gsrc.data() + size_t(j) * 9 * cm;
@@ -1129,6 +1177,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   torch::Tensor x_;
   mutable int64_t max_degree_ = 0;
   mutable std::vector<T> scratch_;
+  size_t cache_bytes_ = NativeModel::DEFAULT_EDGE_CACHE_BYTES;    // edge-cache budget
 };
 
 template <typename T> NativeImpl<T>::NativeImpl(Model &model)
@@ -1140,6 +1189,7 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   D_ = m0_ + 3 * m1_ + 5 * m2_;
   if (D_ != model.state_dim()) throw Error("native backend: the block's irreps do not give state_dim");
   cm_ = static_cast<int>(int_attr(m, "block.attn.cm"));
+  if (cm_ < 1 || cm_ > MAXC) throw Error("native backend: more than " + std::to_string(MAXC) + " message channels");
   H_ = static_cast<int>(int_attr(m, "block.attn.heads"));
   const auto paths = cg_paths();
   P_ = static_cast<int>(paths.size());

@@ -88,16 +88,29 @@ void compare_methods(const std::string &file, double tol)
     EXPECT_LE(rel(nat.edge_grad(z, u, types, ei, vec, n), m.edge_grad(z, u, types, ei, vec, n)), tol)
         << what << ": edge_grad";
 
-    // the stateful path the driver uses gives the same numbers
-    nat.prepare(vec, types, ei, n);
-    EXPECT_LE(rel(nat.x(), x), tol) << what << ": prepare";
-    EXPECT_LE(rel(nat.step(z), f), tol) << what << ": step (prepared)";
-    nat.linearize(z);
-    EXPECT_LE(rel(nat.vjp(u), m.adjoint_step(z, x, ei, attr, u, n)), tol) << what << ": vjp";
-    EXPECT_LE(rel(nat.edge_grad(u), m.edge_grad(z, u, types, ei, vec, n)), tol) << what << ": edge_grad (prepared)";
-    EXPECT_GT(nat.bytes(), size_t(0));
-    nat.release();
+    // the stateful path the driver uses gives the same numbers, with the per-edge work of the
+    // linearization kept for none, some and all of the centres
+    const torch::Tensor vjp_ref = m.adjoint_step(z, x, ei, attr, u, n);
+    const torch::Tensor eg_ref = m.edge_grad(z, u, types, ei, vec, n);
+    std::vector<size_t> held;
+    for (const char *cache : {"none", "all", "half"}) {
+      const std::string how = what + ", edge cache " + cache;
+      const size_t half = held.size() == 2 ? (held[1] - held[0]) / 2 : 0;
+      nat.set_edge_cache_bytes(cache == std::string("none") ? 0 : cache == std::string("all") ? SIZE_MAX : half);
+      nat.prepare(vec, types, ei, n);
+      EXPECT_LE(rel(nat.x(), x), tol) << how << ": prepare";
+      EXPECT_LE(rel(nat.step(z), f), tol) << how << ": step (prepared)";
+      nat.linearize(z);
+      held.push_back(nat.bytes());
+      EXPECT_LE(rel(nat.vjp(u), vjp_ref), tol) << how << ": vjp";
+      EXPECT_LE(rel(nat.vjp(u), vjp_ref), tol) << how << ": vjp, again";
+      EXPECT_LE(rel(nat.edge_grad(u), eg_ref), tol) << how << ": edge_grad (prepared)";
+      nat.release();
+    }
+    EXPECT_LT(held[0], held[2]) << what << ": half the edge cache holds nothing";
+    EXPECT_LT(held[2], held[1]) << what << ": half the edge cache holds everything";
   }
+  nat.set_edge_cache_bytes(NativeModel::DEFAULT_EDGE_CACHE_BYTES);
   EXPECT_GT(repulsive, 0) << "no case reaches the core repulsion";
   std::printf("[ info ] %s: largest relative difference native vs TorchScript over all methods %.2e\n",
               file.c_str(), g_worst);
