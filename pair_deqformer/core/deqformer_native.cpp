@@ -127,6 +127,13 @@ struct NativeModel::Impl {
 
 namespace {
 
+// The kernels' element-wise loops (clamps and selects inside fast_exp, sigmoid, ...) vectorise only when
+// the compiler may evaluate comparisons unconditionally; nothing here reads the floating-point
+// exception flags, so it may.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 namespace baseline {
 #include "deqformer_native_kernels.h"
 }    // namespace baseline

@@ -4,13 +4,97 @@
 // instruction set and once (on x86-64) for AVX2 + FMA, and picks one at run time from what the CPU has.
 // It is not a header to include anywhere else.
 
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+// exp(x) without a library call, so that loops over it vectorise: x = n ln2 + r with |r| <= ln2 / 2,
+// exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below half an ulp),
+// 2^n assembled in the exponent bits. n comes from the round-to-nearest "shifter" trick (adding
+// 1.5 * 2^mantissa_bits leaves n in the low bits), which needs no float-to-int conversion. Arguments are
+// clamped to [-708, 709] (double) and [-87, 88] (float), where 2^n is a normal number. Largest relative
+// error against std::exp: 1 ulp.
+template <typename T> struct ExpConst;
+template <> struct ExpConst<float> {
+  using I = int32_t;
+  static constexpr float lo = -87.0f, hi = 88.0f, shifter = 12582912.0f + 127.0f;    // 1.5 * 2^23 + bias
+  static constexpr float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
+  static constexpr int mant = 23, degree = 7;
+};
+template <> struct ExpConst<double> {
+  using I = int64_t;
+  static constexpr double lo = -708.0, hi = 709.0, shifter = 6755399441055744.0 + 1023.0;    // 1.5 * 2^52 + bias
+  static constexpr double ln2_hi = 0.6931471805598903, ln2_lo = 5.497923018708371e-14;
+  static constexpr int mant = 52, degree = 13;
+};
+template <typename T> inline T fast_exp(T x)
+{
+  using C = ExpConst<T>;
+  using I = typename C::I;
+  x = x < C::lo ? C::lo : x;
+  x = x > C::hi ? C::hi : x;
+  const T t = x * T(1.4426950408889634) + C::shifter;    // round(x / ln2) + bias, in the low bits
+  const T n = t - C::shifter;                             // round(x / ln2) - ... + 0: the rounded value
+  const T r = (x - n * C::ln2_hi) - n * C::ln2_lo;
+  constexpr T inv[14] = {T(0), T(1), T(1) / 2, T(1) / 3, T(1) / 4, T(1) / 5, T(1) / 6, T(1) / 7, T(1) / 8, T(1) / 9,
+                         T(1) / 10, T(1) / 11, T(1) / 12, T(1) / 13};
+  T p = T(1);
+#pragma GCC unroll 16
+  for (int k = C::degree; k >= 1; --k) p = T(1) + p * (r * inv[k]);    // Horner form of sum r^k / k!
+  I bits;
+  std::memcpy(&bits, &t, sizeof(T));
+  bits <<= C::mant;    // the biased exponent n + bias, moved into the exponent field
+  T scale;
+  std::memcpy(&scale, &bits, sizeof(T));
+  return p * scale;
+}
+
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
 template <typename T> inline T silu(T x) { return x * sigmoid(x); }
 // d silu / dx
 template <typename T> inline T dsilu(T x)
 {
   const T s = sigmoid(x);
   return s * (T(1) + x * (T(1) - s));
+}
+
+// ---------------------------------------------------------------- matrix-vector products
+
+// acc[0 .. BL) = sum_c in[c * stride] w[c][d0 + 0 .. BL), w [ni][no]: BL accumulators that stay in registers
+// while the inputs stream by (the summation order over c is the plain one)
+template <int BL, typename T>
+inline void gemv_block(const T *in, int ni, int stride, const T *w, int no, int d0, T *acc)
+{
+  T a[BL] = {};
+  for (int c = 0; c < ni; ++c) {
+    const T x = in[size_t(c) * stride];
+    const T *row = w + size_t(c) * no + d0;
+    for (int l = 0; l < BL; ++l) a[l] += x * row[l];
+  }
+  for (int l = 0; l < BL; ++l) acc[l] = a[l];
+}
+// out[d * stride] (+)= sum_c in[c * stride] w[c][d] for d < no: blocks of two and one SIMD registers'
+// width, then single outputs
+template <typename T> inline void gemv(const T *in, int ni, int stride, const T *w, int no, T *out, bool add)
+{
+  constexpr int B2 = 64 / sizeof(T), B1 = 32 / sizeof(T);
+  T acc[B2];
+  int d = 0;
+  auto put = [&](int width) {
+    for (int l = 0; l < width; ++l) {
+      T &o = out[size_t(d + l) * stride];
+      o = add ? o + acc[l] : acc[l];
+    }
+    d += width;
+  };
+  for (; d + B2 <= no;) {
+    gemv_block<B2>(in, ni, stride, w, no, d, acc);
+    put(B2);
+  }
+  if (d + B1 <= no) {
+    gemv_block<B1>(in, ni, stride, w, no, d, acc);
+    put(B1);
+  }
+  for (; d < no;) {
+    gemv_block<1>(in, ni, stride, w, no, d, acc);
+    put(1);
+  }
 }
 
 // ---------------------------------------------------------------- equivariant building blocks
@@ -43,23 +127,12 @@ template <typename T> struct Linear3 {
   int in_dim() const { return i0 + 3 * i1 + 5 * i2; }
   int out_dim() const { return o0 + 3 * o1 + 5 * o2; }
 
-  static constexpr int MAXW = 5 * 256;    // scratch: dim x outputs of one l
-  // out[d][m] (+)= sum_c in[c][m] w[c][d], w [ni][no]: accumulated as [m][d] so that the inner loop runs
-  // over d. The transpose (backward) is the same with w^T.
+  static constexpr int MAXW = 5 * 256;    // largest dim x multiplicity
+  // out[d][m] (+)= sum_c in[c][m] w[c][d], w [ni][no], one component m at a time. The transpose
+  // (backward) is the same with w^T.
   static void mix(const T *in, int ni, int no, int dim, const T *w, T *out, bool add)
   {
-    T acc[MAXW];
-    for (int k = 0; k < dim * no; ++k) acc[k] = T(0);
-    for (int c = 0; c < ni; ++c) {
-      const T *row = w + size_t(c) * no;
-      for (int m = 0; m < dim; ++m) {
-        const T x = in[size_t(c) * dim + m];
-        T *a = acc + m * no;
-        for (int d = 0; d < no; ++d) a[d] += x * row[d];
-      }
-    }
-    for (int d = 0; d < no; ++d)
-      for (int m = 0; m < dim; ++m) out[size_t(d) * dim + m] = (add ? out[size_t(d) * dim + m] : T(0)) + acc[m * no + d];
+    for (int m = 0; m < dim; ++m) gemv(in + m, ni, dim, w, no, out + m, add);
   }
   void forward(const T *in, T *out) const
   {
@@ -178,26 +251,14 @@ template <typename T> struct Dense {
     for (int o = 0; o < out; ++o)
       for (int k = 0; k < in; ++k) wt[size_t(k) * out + o] = w[size_t(o) * in + k];
   }
-  // y = W x + b, as axpy over the outputs (vectorisable without reassociating a sum)
+  // y = W x + b
   void forward(const T *x, T *y) const
   {
-    for (int o = 0; o < out; ++o) y[o] = b[o];
-    for (int k = 0; k < in; ++k) {
-      const T xk = x[k];
-      const T *col = wt.data() + size_t(k) * out;
-      for (int o = 0; o < out; ++o) y[o] += col[o] * xk;
-    }
+    gemv(x, in, 1, wt.data(), out, y, false);
+    for (int o = 0; o < out; ++o) y[o] += b[o];
   }
   // gx += W^T gy
-  void backward(const T *gy, T *gx) const
-  {
-    for (int o = 0; o < out; ++o) {
-      const T *row = w.data() + size_t(o) * in;
-      const T g = gy[o];
-      if (g == T(0)) continue;
-      for (int k = 0; k < in; ++k) gx[k] += row[k] * g;
-    }
-  }
+  void backward(const T *gy, T *gx) const { gemv(gy, out, 1, w.data(), in, gx, true); }
 };
 
 
@@ -447,12 +508,12 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     for (int k = 0; k < nb_; ++k) {
       if (gaussian_) {
         const T d = r - centers_[k];
-        b[k] = std::exp(-gamma_[k] * d * d);
+        b[k] = fast_exp(-gamma_[k] * d * d);
         if (db) db[k] = -T(2) * gamma_[k] * d * b[k];
       } else {
-        const T er = std::exp(-r);
+        const T er = fast_exp(-r);
         const T d = er - centers_[k];
-        b[k] = std::exp(-gamma_[k] * d * d);
+        b[k] = fast_exp(-gamma_[k] * d * d);
         if (db) db[k] = T(2) * gamma_[k] * d * er * b[k];
       }
     }
@@ -647,7 +708,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       T acc = att_out_.b[h];
       for (int k = 0; k < ah_; ++k) acc += row[k] * hid[k];
       w.th[h] = std::tanh(acc / T(10));
-      w.w[h] = env * std::exp(T(10) * w.th[h]);
+      w.w[h] = env * fast_exp(T(10) * w.th[h]);
     }
     gate_.forward(m0, w.gate);
     for (int o = 0; o < 2 * cm; ++o) w.gate[o] = sigmoid(w.gate[o]);
@@ -684,6 +745,16 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         const T tb = wp[c] * gout[c];
         for (int k = 0; k < D1; ++k) gf[k * cm + c] += Ac[k] * tb;
       }
+    }
+  }
+
+  // the normalised attention weight of each message channel (its head's) of one edge
+  void head_weights(const EdgeWork &w, const T *denom, T *alpha) const
+  {
+    const int hs = cm_ / H_;
+    for (int hh = 0; hh < H_; ++hh) {
+      const T a = w.w[hh] / denom[hh];
+      for (int c = hh * hs; c < (hh + 1) * hs; ++c) alpha[c] = a;
     }
   }
 
@@ -774,8 +845,10 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       std::fill(agg.begin(), agg.end(), T(0));
       for (int64_t s = e0; s < e1; ++s) {
         EdgeWork w = edge_work(base, s - e0);
+        T alpha[MAXC];
+        head_weights(w, denom.data(), alpha);
         for (int c = 0; c < cm; ++c) {
-          const T al = w.w[c / hs] / denom[c / hs];
+          const T al = alpha[c];
           agg[c] += al * silu(w.msg[c]);
           const T g1 = al * w.gate[c], g2 = al * w.gate[cm + c];
           for (int q = 1; q < 4; ++q) agg[q * cm + c] += g1 * w.msg[q * cm + c];
@@ -905,13 +978,18 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       for (int64_t s = e0; s < e1; ++s) {
         EdgeWork w = edge_work(base, s - e0);
         T *gal = galpha.data() + (s - e0) * H_;
-        std::fill(gal, gal + H_, T(0));
+        T per_channel[MAXC];
         for (int c = 0; c < cm; ++c) {
           T acc = silu(w.msg[c]) * ga[c];
           T a1 = 0, a2 = 0;
           for (int q = 1; q < 4; ++q) a1 += w.msg[q * cm + c] * ga[q * cm + c];
           for (int q = 4; q < 9; ++q) a2 += w.msg[q * cm + c] * ga[q * cm + c];
-          gal[c / hs] += acc + a1 * w.gate[c] + a2 * w.gate[cm + c];
+          per_channel[c] = acc + a1 * w.gate[c] + a2 * w.gate[cm + c];
+        }
+        for (int hh = 0; hh < H_; ++hh) {
+          T sum = 0;
+          for (int c = hh * hs; c < (hh + 1) * hs; ++c) sum += per_channel[c];
+          gal[hh] = sum;
         }
         for (int hh = 0; hh < H_; ++hh) S[hh] += gal[hh] * w.w[hh] / denom[hh];
       }
@@ -942,8 +1020,10 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         for (int hh = 0; hh < ah_; ++hh) gh[hh] *= dsilu(w.hp[hh]);
         att_hid_.backward(gh.data(), gm.data());
         // gated values
+        T alpha[MAXC];
+        head_weights(w, denom.data(), alpha);
         for (int c = 0; c < cm; ++c) {
-          const T al = w.w[c / hs] / denom[c / hs];
+          const T al = alpha[c];
           gm[c] += al * ga[c] * dsilu(w.msg[c]);
           T a1 = 0, a2 = 0;
           for (int q = 1; q < 4; ++q) {
@@ -995,7 +1075,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           for (const auto &e : cg_) gY[e.n] += gA[e.col * MAXA + e.a] * e.coef;
           // w = env exp(10 th): d/d env
           T genv = 0;
-          for (int hh = 0; hh < H_; ++hh) genv += gw[hh] * std::exp(T(10) * w.th[hh]);
+          for (int hh = 0; hh < H_; ++hh) genv += gw[hh] * fast_exp(T(10) * w.th[hh]);
           ec.genv[s - chunk_start] = genv;
           // input injection: agg_inj[q][c] += inv_sqrt_nb w_inj[c][l(q)] Y[q]
           const T *winj = a + 10;
