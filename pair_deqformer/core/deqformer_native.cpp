@@ -78,18 +78,24 @@ std::vector<std::array<int, 3>> cg_paths()
 
 constexpr int COMP_START[3] = {0, 1, 4};
 
-// One output column of the fused tensor product (nn/attention.py TensorProduct): the group of input l1
-// (the features' components a0 .. a0 + d1 - 1), its path p (weight column) and output component oc.
+// The fused tensor product (nn/attention.py TensorProduct) of an edge, column by column:
+//   msg[oc][c] += W[p][c] sum_t feat[comp_t][c] A_t,   A_t = sum_n coef_n Y[n],
+// over the terms t of the column, i.e. the input components whose coupling with Y into output component
+// oc is not zero. A column belongs to one path p (its weight row) and one output component oc.
 struct CgColumn {
-  int a0, d1, p, oc;
+  int p, oc;
+  int t0, t1;    // its terms [t0, t1)
 };
-// A[col][a] = sum_n Y[n] coef  over the non-zeros (col, a, n, coef) of the coupling tables
+// a term: the input component it reads and its coupling entries [e0, e1)
+struct CgTerm {
+  int comp;
+  int e0, e1;
+};
 template <typename T> struct CgEntry {
-  int col, a, n;
+  int n;    // component of Y
   T coef;
 };
 
-constexpr int MAXA = 5;      // largest d1
 constexpr int MAXC = 512;    // largest number of message channels
 
 }    // namespace

@@ -273,6 +273,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     set_graph(g, types, ei, vec.size(0), 0, types.size(0), false);
     g.vec = to_vec(vec, g.E * 3);
     compute_edge_attr(g);
+    permute_path_weights(g.attr, g.E, false);
     return out_tensor(g.attr, {g.E, A_});
   }
   torch::Tensor inject(const torch::Tensor &types, const torch::Tensor &ei, const torch::Tensor &attr,
@@ -280,7 +281,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   {
     Geometry g;
     set_graph(g, types, ei, attr.size(0), n, types.size(0), true);
-    g.attr = to_vec(attr, g.E * A_);
+    g.attr = attr_from_contract(attr, g.E);
     compute_inject(g);
     return out_tensor(g.x, {n, D_});
   }
@@ -289,7 +290,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   {
     Geometry g;
     set_graph(g, torch::Tensor(), ei, attr.size(0), n, z.size(0), true);
-    g.attr = to_vec(attr, g.E * A_);
+    g.attr = attr_from_contract(attr, g.E);
     g.x = to_vec(x, n * D_);
     Activations act;
     std::vector<T> f(size_t(n) * D_);
@@ -331,7 +332,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   {
     Geometry g;
     set_graph(g, torch::Tensor(), ei, attr.size(0), n, z.size(0), true);
-    g.attr = to_vec(attr, g.E * A_);
+    g.attr = attr_from_contract(attr, g.E);
     g.x = to_vec(x, n * D_);
     Activations act;
     act.keep = true;
@@ -431,7 +432,8 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   };
   // What the per-edge forward of one centre keeps for its backward (component-major [9][Cm] features).
   struct EdgeWork {
-    T *feat, *msg, *A, *hp, *hid, *th, *w, *gate, *wt;
+    T *feat, *msg, *A, *hp, *hid, *th, *w, *gate;    // A: the coupling of each term with Y
+    const T *wt;                                      // the path weights [P][Cm] (in the edge attributes)
   };
 
   torch::TensorOptions opts() const { return torch::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value); }
@@ -456,6 +458,33 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       if (a < 0 || a >= ntypes_) throw Error("native backend: atom type " + std::to_string(a) + " out of range");
     return v;
   }
+  // Edge attributes are kept with the path weights channel-contiguous ([P][Cm] instead of the contract's
+  // [Cm][P]) so that the tensor product reads them with unit stride: the radial MLP's output rows are
+  // permuted once when the model is read, and the contract layout is restored only where attributes
+  // cross the method boundary (the stateless edge_features / inject / step / adjoint_step).
+  void permute_path_weights(std::vector<T> &attr, int64_t E, bool to_internal) const
+  {
+    const int cm = cm_;
+    std::vector<T> tmp(size_t(cm) * P_);
+    for (int64_t k = 0; k < E; ++k) {
+      T *wb = attr.data() + size_t(k) * A_ + 10 + 3 * cm;
+      for (int c = 0; c < cm; ++c)
+        for (int p = 0; p < P_; ++p) {
+          if (to_internal)
+            tmp[p * cm + c] = wb[c * P_ + p];
+          else
+            tmp[c * P_ + p] = wb[p * cm + c];
+        }
+      std::copy(tmp.begin(), tmp.end(), wb);
+    }
+  }
+  std::vector<T> attr_from_contract(const torch::Tensor &attr, int64_t E) const
+  {
+    std::vector<T> a = to_vec(attr, E * A_);
+    permute_path_weights(a, E, true);
+    return a;
+  }
+
   torch::Tensor out_tensor(const std::vector<T> &v, std::vector<int64_t> shape) const
   {
     torch::Tensor t = torch::empty(shape, opts());
@@ -661,7 +690,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   // ---------------------------------------------------------------- the block, per edge
   size_t edge_work_size() const
   {
-    return size_t(9 * cm_) * 2 + size_t(cols_.size()) * MAXA + 2 * ah_ + 2 * H_ + 2 * cm_ + size_t(P_) * cm_;
+    return size_t(9 * cm_) * 2 + terms_.size() + 2 * ah_ + 2 * H_ + 2 * cm_;
   }
   // the EdgeWork row `slot` of the rows starting at `base` (scratch_ or the edge cache)
   EdgeWork edge_work(const T *base, size_t slot) const
@@ -670,34 +699,32 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     EdgeWork w;
     w.feat = p; p += 9 * cm_;
     w.msg = p; p += 9 * cm_;
-    w.A = p; p += cols_.size() * MAXA;
+    w.A = p; p += terms_.size();
     w.hp = p; p += ah_;
     w.hid = p; p += ah_;
     w.th = p; p += H_;
     w.w = p; p += H_;
-    w.gate = p; p += 2 * cm_;
-    w.wt = p;
+    w.gate = p;
+    w.wt = nullptr;
     return w;
   }
 
-  // forward of edge i <- j with attributes a: message, attention weight w (un-normalised) and gates
-  void edge_forward(const Activations &act, int64_t i, int64_t j, const T *a, const EdgeWork &w) const
+  // forward of edge i <- j with attributes a (internal layout): message, attention weight w
+  // (un-normalised) and gates
+  void edge_forward(const Activations &act, int64_t i, int64_t j, const T *a, EdgeWork &w) const
   {
     const int cm = cm_;
     const T *sj = act.src.data() + size_t(j) * 9 * cm;
     const T *di = act.dst.data() + size_t(i) * 9 * cm;
     for (int q = 0; q < 9 * cm; ++q) w.feat[q] = sj[q] + di[q];
-    // A[col][a] from Y
-    std::fill(w.A, w.A + cols_.size() * MAXA, T(0));
-    for (const auto &e : cg_) w.A[e.col * MAXA + e.a] += a[e.n] * e.coef;
-    // per-path weights, channel-contiguous
-    const T *wb = a + 10 + 3 * cm;
-    for (int c = 0; c < cm; ++c)
-      for (int p = 0; p < P_; ++p) w.wt[p * cm + c] = wb[c * P_ + p];
-    std::fill(w.msg, w.msg + 9 * cm, T(0));
-    tp_forward<1>(grp_[0], grp_[1], w);
-    tp_forward<3>(grp_[1], grp_[2], w);
-    tp_forward<5>(grp_[2], grp_[3], w);
+    // the coupling of each term with Y
+    for (size_t t = 0; t < terms_.size(); ++t) {
+      T sum = 0;
+      for (int e = terms_[t].e0; e < terms_[t].e1; ++e) sum += a[cg_[e].n] * cg_[e].coef;
+      w.A[t] = sum;
+    }
+    w.wt = a + 10 + 3 * cm;
+    tp_forward(w);
     const T *m0 = w.msg;
     att_hid_.forward(m0, w.hp);
     T *hid = w.hid;
@@ -714,36 +741,71 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     for (int o = 0; o < 2 * cm; ++o) w.gate[o] = sigmoid(w.gate[o]);
   }
 
-  // the tensor product's columns [c0, c1) (one input l, D1 = 2 l + 1 components): msg += W * (feat A)
-  template <int D1> void tp_forward(int c0, int c1, const EdgeWork &w) const
+  // t[c] = sum over the terms of column cc of feat[comp][c] A_t
+  void column_sum(const CgColumn &cc, const EdgeWork &w, T *t) const
   {
     const int cm = cm_;
-    for (int col = c0; col < c1; ++col) {
-      const CgColumn &cc = cols_[col];
-      const T *Ac = w.A + col * MAXA;
-      const T *wp = w.wt + cc.p * cm;
-      T *out = w.msg + cc.oc * cm;
-      const T *f = w.feat + cc.a0 * cm;
-      for (int c = 0; c < cm; ++c) {
-        T t = 0;
-        for (int k = 0; k < D1; ++k) t += f[k * cm + c] * Ac[k];
-        out[c] += wp[c] * t;
+    for (int c = 0; c < cm; ++c) t[c] = T(0);
+    for (int k = cc.t0; k < cc.t1; ++k) {
+      const T *f = w.feat + terms_[k].comp * cm;
+      const T v = w.A[k];
+      for (int c = 0; c < cm; ++c) t[c] += f[c] * v;
+    }
+  }
+  // out[c] += W[p][c] column_sum[c] for a column of NT terms (the sum kept in a register)
+  template <int NT> void tp_column(const CgColumn &cc, const EdgeWork &w) const
+  {
+    const int cm = cm_;
+    const T *f[NT];
+    T v[NT];
+    for (int k = 0; k < NT; ++k) {
+      f[k] = w.feat + terms_[cc.t0 + k].comp * cm;
+      v[k] = w.A[cc.t0 + k];
+    }
+    const T *wp = w.wt + cc.p * cm;
+    T *out = w.msg + cc.oc * cm;
+    for (int c = 0; c < cm; ++c) {
+      T t = 0;
+      for (int k = 0; k < NT; ++k) t += f[k][c] * v[k];
+      out[c] += wp[c] * t;
+    }
+  }
+  // the tensor product: msg[oc] = sum over columns of W[p] * column_sum
+  void tp_forward(const EdgeWork &w) const
+  {
+    const int cm = cm_;
+    std::fill(w.msg, w.msg + 9 * cm, T(0));
+    T t[MAXC];
+    for (const CgColumn &cc : cols_) {
+      switch (cc.t1 - cc.t0) {
+        case 0: break;
+        case 1: tp_column<1>(cc, w); break;
+        case 2: tp_column<2>(cc, w); break;
+        case 3: tp_column<3>(cc, w); break;
+        case 4: tp_column<4>(cc, w); break;
+        case 5: tp_column<5>(cc, w); break;
+        default: {
+          column_sum(cc, w, t);
+          const T *wp = w.wt + cc.p * cm;
+          T *out = w.msg + cc.oc * cm;
+          for (int c = 0; c < cm; ++c) out[c] += wp[c] * t[c];
+        }
       }
     }
   }
-  // its transpose for the features: gfeat += A^T (W * gmsg)
-  template <int D1> void tp_backward_feat(int c0, int c1, const EdgeWork &w, const T *gm, T *gfeat) const
+  // its transpose for the features: gfeat[comp_t] += A_t (W * gmsg)
+  void tp_backward_feat(const EdgeWork &w, const T *gm, T *gfeat) const
   {
     const int cm = cm_;
-    for (int col = c0; col < c1; ++col) {
-      const CgColumn &cc = cols_[col];
-      const T *Ac = w.A + col * MAXA;
+    T tb[MAXC];
+    for (const CgColumn &cc : cols_) {
       const T *wp = w.wt + cc.p * cm;
       const T *gout = gm + cc.oc * cm;
-      T *gf = gfeat + cc.a0 * cm;
-      for (int c = 0; c < cm; ++c) {
-        const T tb = wp[c] * gout[c];
-        for (int k = 0; k < D1; ++k) gf[k * cm + c] += Ac[k] * tb;
+      for (int c = 0; c < cm; ++c) tb[c] = wp[c] * gout[c];
+      for (int k = cc.t0; k < cc.t1; ++k) {
+        T *gf = gfeat + terms_[k].comp * cm;
+        const T v = w.A[k];
+        for (int c = 0; c < cm; ++c) gf[c] += v * tb[c];
       }
     }
   }
@@ -758,30 +820,25 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
-  // the tensor product's dependence on the edge (columns [c0, c1), input l with D1 components):
-  // gWt[p][c] += (feat A)[c] gmsg[c] (the path weights, channel-contiguous) and gA[col][k] += sum_c
-  // feat[k][c] W[c] gmsg[c]. The channel sums run in LANES partial sums, which the compiler vectorises.
-  template <int D1> void tp_backward_geo(int c0, int c1, const EdgeWork &w, const T *gm, T *gWt, T *gA) const
+  // the tensor product's dependence on the edge: gW[p][c] += column_sum[c] gmsg[oc][c] (the path
+  // weights, internal layout) and gY[n] += coef_n sum_c feat[comp_t][c] W[p][c] gmsg[oc][c] over the
+  // terms. The channel sums run in LANES partial sums, which the compiler vectorises.
+  void tp_backward_geo(const EdgeWork &w, const T *gm, T *gW, T *gY) const
   {
     constexpr int LANES = 8;
     const int cm = cm_;
-    T tb[MAXC];
-    for (int col = c0; col < c1; ++col) {
-      const CgColumn &cc = cols_[col];
-      const T *Ac = w.A + col * MAXA;
+    T t[MAXC], tb[MAXC];
+    for (const CgColumn &cc : cols_) {
       const T *wp = w.wt + cc.p * cm;
       const T *gout = gm + cc.oc * cm;
-      const T *f = w.feat + cc.a0 * cm;
-      T *gw = gWt + cc.p * cm;
+      column_sum(cc, w, t);
+      T *gw = gW + cc.p * cm;
       for (int c = 0; c < cm; ++c) {
-        T t = 0;
-        for (int k = 0; k < D1; ++k) t += f[k * cm + c] * Ac[k];
-        gw[c] += t * gout[c];
+        gw[c] += t[c] * gout[c];
         tb[c] = wp[c] * gout[c];
       }
-      T *gAc = gA + col * MAXA;
-      for (int k = 0; k < D1; ++k) {
-        const T *fk = f + k * cm;
+      for (int k = cc.t0; k < cc.t1; ++k) {
+        const T *fk = w.feat + terms_[k].comp * cm;
         T part[LANES] = {};
         int c = 0;
         for (; c + LANES <= cm; c += LANES)
@@ -789,7 +846,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         T sum = 0;
         for (; c < cm; ++c) sum += fk[c] * tb[c];
         for (int l = 0; l < LANES; ++l) sum += part[l];
-        gAc[k] += sum;
+        for (int e = terms_[k].e0; e < terms_[k].e1; ++e) gY[cg_[e].n] += sum * cg_[e].coef;
       }
     }
   }
@@ -954,7 +1011,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
     if (dvec) dvec->assign(size_t(g.E) * 3, T(0));
     std::vector<T> denom(H_), galpha(size_t(max_degree_) * H_), S(H_), gw(H_), glg(H_), gh(ah_), gm(9 * cm),
-        gg(2 * cm), gfeat(9 * cm), gA(cols_.size() * MAXA), gWt(size_t(P_) * cm), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
+        gg(2 * cm), gfeat(9 * cm), gpre(D_), pre(D_), gflat(9 * cm), gagg_inj(9 * cm);
     // edge_grad: cotangents of each edge's attributes, gathered for the batched radial-MLP backward
     // of a chunk of centres: [ginj (3 Cm) | gW (Cm P)] per edge, and d/dY, d/d env
     EdgeCotangents ec;
@@ -1008,6 +1065,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
         const int64_t j = g.nj[k];
         const T *a = g.attr.data() + size_t(k) * A_;
         EdgeWork w = edge_work(base, s - e0);
+        w.wt = a + 10 + 3 * cm;
         const T *gal = galpha.data() + (s - e0) * H_;
         for (int hh = 0; hh < H_; ++hh) {
           gw[hh] = (gal[hh] - S[hh]) / denom[hh];
@@ -1048,21 +1106,9 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           gY = ec.gY.data() + (s - chunk_start) * 9;
           std::fill(ginj, ginj + rad2_.out, T(0));
           std::fill(gY, gY + 9, T(0));
-          std::fill(gA.begin(), gA.end(), T(0));
+          tp_backward_geo(w, gm.data(), gW, gY);
         }
-        if (v) {
-          tp_backward_feat<1>(grp_[0], grp_[1], w, gm.data(), gfeat.data());
-          tp_backward_feat<3>(grp_[1], grp_[2], w, gm.data(), gfeat.data());
-          tp_backward_feat<5>(grp_[2], grp_[3], w, gm.data(), gfeat.data());
-        }
-        if (dvec) {
-          std::fill(gWt.begin(), gWt.end(), T(0));
-          tp_backward_geo<1>(grp_[0], grp_[1], w, gm.data(), gWt.data(), gA.data());
-          tp_backward_geo<3>(grp_[1], grp_[2], w, gm.data(), gWt.data(), gA.data());
-          tp_backward_geo<5>(grp_[2], grp_[3], w, gm.data(), gWt.data(), gA.data());
-          for (int p = 0; p < P_; ++p)
-            for (int c = 0; c < cm; ++c) gW[c * P_ + p] = gWt[p * cm + c];
-        }
+        if (v) tp_backward_feat(w, gm.data(), gfeat.data());
         if (v) {
           T *gs = gsrc.data() + size_t(j) * 9 * cm;
           T *gd = gdst.data() + size_t(i) * 9 * cm;
@@ -1072,7 +1118,6 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           }
         }
         if (dvec) {
-          for (const auto &e : cg_) gY[e.n] += gA[e.col * MAXA + e.a] * e.coef;
           // w = env exp(10 th): d/d env
           T genv = 0;
           for (int hh = 0; hh < H_; ++hh) genv += gw[hh] * fast_exp(T(10) * w.th[hh]);
@@ -1249,7 +1294,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   Linear3<T> geo_lin_, lin_src_, lin_dst_, att_lin_out_, ffn_in_, ffn_out_;
   LayerNorm3<T> inj_norm_, ln1_, ln2_, ln3_, readout_norm_;
   std::vector<CgColumn> cols_;
-  int grp_[4] = {0, 0, 0, 0};    // columns of input l = 0, 1, 2: [grp_[l], grp_[l + 1])
+  std::vector<CgTerm> terms_;
   std::vector<CgEntry<T>> cg_;
 
   Geometry geo_;
@@ -1290,6 +1335,24 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   rad1_.load(m, "radial.net.0", nb_ + 2 * ed_, rh_);
   A_ = 9 + 1 + 3 * cm_ + cm_ * P_;
   rad2_.load(m, "radial.net.2", rh_, 3 * cm_ + cm_ * P_);
+  {
+    // output rows of the path weights in the internal order (see permute_path_weights)
+    std::vector<T> w(rad2_.w.size()), b(rad2_.b.size());
+    for (int o = 0; o < rad2_.out; ++o) {
+      int src = o;
+      if (o >= 3 * cm_) {
+        const int q = o - 3 * cm_, p = q / cm_, c = q % cm_;
+        src = 3 * cm_ + c * P_ + p;
+      }
+      std::copy(rad2_.w.begin() + size_t(src) * rh_, rad2_.w.begin() + size_t(src + 1) * rh_,
+                w.begin() + size_t(o) * rh_);
+      b[o] = rad2_.b[src];
+    }
+    rad2_.w = w;
+    rad2_.b = b;
+    for (int o = 0; o < rad2_.out; ++o)
+      for (int k = 0; k < rh_; ++k) rad2_.wt[size_t(k) * rad2_.out + o] = w[size_t(o) * rh_ + k];
+  }
   rad2_w_ = torch::from_blob(rad2_.w.data(), {rad2_.out, rh_}, opts()).clone();
   rad2_wt_ = rad2_w_.t().contiguous();
   rad2_b_ = torch::from_blob(rad2_.b.data(), {rad2_.out}, opts()).clone();
@@ -1349,7 +1412,6 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   // the coupling tables: group l1's buffer cg<l1> is [9 (Y component n), d1 x K_l1]
   int col = 0;
   for (int l1 = 0; l1 <= 2; ++l1) {
-    grp_[l1] = col;
     const int d1 = 2 * l1 + 1;
     std::vector<std::pair<int, int>> group;    // (path, l3) of each path of the group, PATHS order
     int K = 0;
@@ -1362,17 +1424,22 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
     int kk = 0;
     for (const auto &pl : group) {
       for (int m3 = 0; m3 < 2 * pl.second + 1; ++m3, ++kk) {
-        cols_.push_back({COMP_START[l1], d1, pl.first, COMP_START[pl.second] + m3});
-        for (int nn = 0; nn < 9; ++nn)
-          for (int a = 0; a < d1; ++a) {
+        CgColumn cc{pl.first, COMP_START[pl.second] + m3, int(terms_.size()), 0};
+        for (int a = 0; a < d1; ++a) {
+          CgTerm t{COMP_START[l1] + a, int(cg_.size()), 0};
+          for (int nn = 0; nn < 9; ++nn) {
             const T coef = tab[size_t(nn) * d1 * K + size_t(a) * K + kk];
-            if (coef != T(0)) cg_.push_back({col, a, nn, coef});
+            if (coef != T(0)) cg_.push_back({nn, coef});
           }
+          t.e1 = int(cg_.size());
+          if (t.e1 > t.e0) terms_.push_back(t);
+        }
+        cc.t1 = int(terms_.size());
+        cols_.push_back(cc);
         ++col;
       }
     }
   }
-  grp_[3] = col;
   if (A_ != std::stoi(model.meta("edge_attr_dim")))
     throw Error("native backend: edge_attr_dim of the file does not match the model's widths");
 }
