@@ -458,23 +458,31 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       if (a < 0 || a >= ntypes_) throw Error("native backend: atom type " + std::to_string(a) + " out of range");
     return v;
   }
-  // Edge attributes are kept with the path weights channel-contiguous ([P][Cm] instead of the contract's
-  // [Cm][P]) so that the tensor product reads them with unit stride: the radial MLP's output rows are
-  // permuted once when the model is read, and the contract layout is restored only where attributes
-  // cross the method boundary (the stateless edge_features / inject / step / adjoint_step).
-  void permute_path_weights(std::vector<T> &attr, int64_t E, bool to_internal) const
+  // Edge attributes are kept with their channel-wise blocks channel-contiguous: the injection weights
+  // as [3][Cm] and the path weights as [P][Cm] instead of the contract's [Cm][3] and [Cm][P], so that the
+  // loops over channels read them with unit stride. The radial MLP's output rows are permuted once when
+  // the model is read (internal_row), and the contract layout is restored only where attributes cross
+  // the method boundary (the stateless edge_features / inject / step / adjoint_step).
+  // contract index of internal radial-output row o
+  int internal_row(int o) const
   {
     const int cm = cm_;
-    std::vector<T> tmp(size_t(cm) * P_);
+    if (o < 3 * cm) return (o % cm) * 3 + o / cm;
+    const int q = o - 3 * cm;
+    return 3 * cm + (q % cm) * P_ + q / cm;
+  }
+  void permute_path_weights(std::vector<T> &attr, int64_t E, bool to_internal) const
+  {
+    const int width = rad2_.out;
+    std::vector<T> tmp(width);
     for (int64_t k = 0; k < E; ++k) {
-      T *wb = attr.data() + size_t(k) * A_ + 10 + 3 * cm;
-      for (int c = 0; c < cm; ++c)
-        for (int p = 0; p < P_; ++p) {
-          if (to_internal)
-            tmp[p * cm + c] = wb[c * P_ + p];
-          else
-            tmp[c * P_ + p] = wb[p * cm + c];
-        }
+      T *wb = attr.data() + size_t(k) * A_ + 10;
+      for (int o = 0; o < width; ++o) {
+        if (to_internal)
+          tmp[o] = wb[internal_row(o)];
+        else
+          tmp[internal_row(o)] = wb[o];
+      }
       std::copy(tmp.begin(), tmp.end(), wb);
     }
   }
@@ -650,7 +658,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       const T *winj = a + 10;
       for (int q = 0; q < 9; ++q) {
         const int l = q == 0 ? 0 : (q < 4 ? 1 : 2);
-        for (int c = 0; c < cm_; ++c) agg[q * cm_ + c] += winj[c * 3 + l] * a[q];
+        for (int c = 0; c < cm_; ++c) agg[q * cm_ + c] += winj[l * cm_ + c] * a[q];
       }
     }
     for (T &v : agg) v *= inv_sqrt_nb_;
@@ -741,18 +749,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     for (int o = 0; o < 2 * cm; ++o) w.gate[o] = sigmoid(w.gate[o]);
   }
 
-  // t[c] = sum over the terms of column cc of feat[comp][c] A_t
-  void column_sum(const CgColumn &cc, const EdgeWork &w, T *t) const
-  {
-    const int cm = cm_;
-    for (int c = 0; c < cm; ++c) t[c] = T(0);
-    for (int k = cc.t0; k < cc.t1; ++k) {
-      const T *f = w.feat + terms_[k].comp * cm;
-      const T v = w.A[k];
-      for (int c = 0; c < cm; ++c) t[c] += f[c] * v;
-    }
-  }
-  // out[c] += W[p][c] column_sum[c] for a column of NT terms (the sum kept in a register)
+  // out[c] += W[p][c] sum_t feat[comp_t][c] A_t for a column of NT terms (the sum kept in a register)
   template <int NT> void tp_column(const CgColumn &cc, const EdgeWork &w) const
   {
     const int cm = cm_;
@@ -770,26 +767,19 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       out[c] += wp[c] * t;
     }
   }
-  // the tensor product: msg[oc] = sum over columns of W[p] * column_sum
+  // the tensor product: msg[oc] = sum over columns of W[p] * (sum over terms); a column has at most
+  // 2 l1 + 1 <= 5 terms (one per input component)
   void tp_forward(const EdgeWork &w) const
   {
-    const int cm = cm_;
-    std::fill(w.msg, w.msg + 9 * cm, T(0));
-    T t[MAXC];
+    std::fill(w.msg, w.msg + 9 * cm_, T(0));
     for (const CgColumn &cc : cols_) {
       switch (cc.t1 - cc.t0) {
-        case 0: break;
         case 1: tp_column<1>(cc, w); break;
         case 2: tp_column<2>(cc, w); break;
         case 3: tp_column<3>(cc, w); break;
         case 4: tp_column<4>(cc, w); break;
         case 5: tp_column<5>(cc, w); break;
-        default: {
-          column_sum(cc, w, t);
-          const T *wp = w.wt + cc.p * cm;
-          T *out = w.msg + cc.oc * cm;
-          for (int c = 0; c < cm; ++c) out[c] += wp[c] * t[c];
-        }
+        default: break;
       }
     }
   }
@@ -810,6 +800,20 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
+  // sum_c x[c] y[c] in LANES partial sums, which the compiler vectorises
+  static T lane_dot(const T *x, const T *y, int n)
+  {
+    constexpr int LANES = 8;
+    T part[LANES] = {};
+    int c = 0;
+    for (; c + LANES <= n; c += LANES)
+      for (int l = 0; l < LANES; ++l) part[l] += x[c + l] * y[c + l];
+    T sum = 0;
+    for (; c < n; ++c) sum += x[c] * y[c];
+    for (int l = 0; l < LANES; ++l) sum += part[l];
+    return sum;
+  }
+
   // the normalised attention weight of each message channel (its head's) of one edge
   void head_weights(const EdgeWork &w, const T *denom, T *alpha) const
   {
@@ -820,33 +824,44 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     }
   }
 
-  // the tensor product's dependence on the edge: gW[p][c] += column_sum[c] gmsg[oc][c] (the path
-  // weights, internal layout) and gY[n] += coef_n sum_c feat[comp_t][c] W[p][c] gmsg[oc][c] over the
-  // terms. The channel sums run in LANES partial sums, which the compiler vectorises.
+  // the tensor product's dependence on the edge, per column: gW[p][c] += (sum_t feat[comp_t][c] A_t)
+  // gmsg[oc][c] (the path weights, internal layout) and gY[n] += coef_n sum_c feat[comp_t][c] W[p][c]
+  // gmsg[oc][c] over the terms.
+  template <int NT> void geo_column(const CgColumn &cc, const EdgeWork &w, const T *gm, T *gW, T *gY) const
+  {
+    const int cm = cm_;
+    const T *f[NT];
+    T v[NT];
+    for (int k = 0; k < NT; ++k) {
+      f[k] = w.feat + terms_[cc.t0 + k].comp * cm;
+      v[k] = w.A[cc.t0 + k];
+    }
+    const T *wp = w.wt + cc.p * cm;
+    const T *gout = gm + cc.oc * cm;
+    T *gw = gW + cc.p * cm;
+    T tb[MAXC];
+    for (int c = 0; c < cm; ++c) {
+      T t = 0;
+      for (int k = 0; k < NT; ++k) t += f[k][c] * v[k];
+      gw[c] += t * gout[c];
+      tb[c] = wp[c] * gout[c];
+    }
+    for (int k = 0; k < NT; ++k) {
+      const T sum = lane_dot(f[k], tb, cm);
+      const CgTerm &term = terms_[cc.t0 + k];
+      for (int e = term.e0; e < term.e1; ++e) gY[cg_[e].n] += sum * cg_[e].coef;
+    }
+  }
   void tp_backward_geo(const EdgeWork &w, const T *gm, T *gW, T *gY) const
   {
-    constexpr int LANES = 8;
-    const int cm = cm_;
-    T t[MAXC], tb[MAXC];
     for (const CgColumn &cc : cols_) {
-      const T *wp = w.wt + cc.p * cm;
-      const T *gout = gm + cc.oc * cm;
-      column_sum(cc, w, t);
-      T *gw = gW + cc.p * cm;
-      for (int c = 0; c < cm; ++c) {
-        gw[c] += t[c] * gout[c];
-        tb[c] = wp[c] * gout[c];
-      }
-      for (int k = cc.t0; k < cc.t1; ++k) {
-        const T *fk = w.feat + terms_[k].comp * cm;
-        T part[LANES] = {};
-        int c = 0;
-        for (; c + LANES <= cm; c += LANES)
-          for (int l = 0; l < LANES; ++l) part[l] += fk[c + l] * tb[c + l];
-        T sum = 0;
-        for (; c < cm; ++c) sum += fk[c] * tb[c];
-        for (int l = 0; l < LANES; ++l) sum += part[l];
-        for (int e = terms_[k].e0; e < terms_[k].e1; ++e) gY[cg_[e].n] += sum * cg_[e].coef;
+      switch (cc.t1 - cc.t0) {
+        case 1: geo_column<1>(cc, w, gm, gW, gY); break;
+        case 2: geo_column<2>(cc, w, gm, gW, gY); break;
+        case 3: geo_column<3>(cc, w, gm, gW, gY); break;
+        case 4: geo_column<4>(cc, w, gm, gW, gY); break;
+        case 5: geo_column<5>(cc, w, gm, gW, gY); break;
+        default: break;
       }
     }
   }
@@ -1126,10 +1141,10 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
           const T *winj = a + 10;
           for (int q = 0; q < 9; ++q) {
             const int l = q == 0 ? 0 : (q < 4 ? 1 : 2);
-            for (int c = 0; c < cm; ++c) {
-              ginj[c * 3 + l] += gagg_inj[q * cm + c] * a[q];
-              gY[q] += gagg_inj[q * cm + c] * winj[c * 3 + l];
-            }
+            const T *gq = gagg_inj.data() + q * cm;
+            T *gi = ginj + l * cm;
+            for (int c = 0; c < cm; ++c) gi[c] += gq[c] * a[q];
+            gY[q] += lane_dot(gq, winj + l * cm, cm);
           }
         }
       }
@@ -1172,7 +1187,8 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     const int64_t rows = s1 - s0;
     if (rows <= 0) return;
     const int no = rad2_.out;
-    std::vector<T> basis(nb_), dbasis(nb_), pre(size_t(rows) * rh_), hid(size_t(rows) * rh_), out, ghid;
+    std::vector<T> basis(nb_), dbasis(nb_), pre(size_t(rows) * rh_), hid(size_t(rows) * rh_), out, ghid, gp(rh_),
+        gb(nb_);
     for (int64_t c = 0; c < rows; ++c) {
       const int64_t k = g.order[s0 + c];
       const T *v = g.vec.data() + 3 * k;
@@ -1182,13 +1198,19 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       radial_pre(r, env, g.types[g.ci[k]], g.types[g.nj[k]], basis.data(), p);
       for (int o = 0; o < rh_; ++o) hid[c * rh_ + o] = silu(p[o]);
     }
-    radial_out(hid, rows, out);
-    // w_inj = out[:3Cm] env: d/d out and d/d env
+    // the injection weights' outputs (the first 3 Cm), as w_inj = out[:3Cm] env: d/d out and d/d env
+    const int ni = 3 * cm_;
+    out.resize(size_t(rows) * ni);
+    {
+      torch::Tensor h = torch::from_blob(hid.data(), {rows, rh_}, opts());
+      torch::Tensor o = torch::from_blob(out.data(), {rows, ni}, opts());
+      torch::addmm_out(o, rad2_b_.narrow(0, 0, ni), h, rad2_wt_.narrow(1, 0, ni));
+    }
     for (int64_t c = 0; c < rows; ++c) {
       const int64_t k = g.order[s0 + c];
       const T env = g.attr[size_t(k) * A_ + 9];
       T *go = ec.gout.data() + c * no;
-      const T *o = out.data() + c * no;
+      const T *o = out.data() + c * ni;
       T genv = ec.genv[c];
       for (int q = 0; q < 3 * cm_; ++q) {
         genv += go[q] * o[q];
@@ -1210,16 +1232,13 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       T denv = 0;
       const T env = envelope(r, &denv);
       radial_basis(r, basis.data(), dbasis.data());
+      // through the first layer's silu and its basis columns: d/d (basis * env)
+      for (int o = 0; o < rh_; ++o) gp[o] = ghid[c * rh_ + o] * dsilu(pre[c * rh_ + o]);
+      gemv(gp.data(), rh_, 1, rad1_basis_.data(), nb_, gb.data(), false);
       T genv = ec.genv[c], gr = 0;
-      for (int o = 0; o < rh_; ++o) {
-        const T gp = ghid[c * rh_ + o] * dsilu(pre[c * rh_ + o]);
-        if (gp == T(0)) continue;
-        const T *row = rad1_.w.data() + size_t(o) * rad1_.in;
-        for (int kk = 0; kk < nb_; ++kk) {
-          const T grin = row[kk] * gp;
-          gr += grin * env * dbasis[kk];
-          genv += grin * basis[kk];
-        }
+      for (int kk = 0; kk < nb_; ++kk) {
+        gr += gb[kk] * env * dbasis[kk];
+        genv += gb[kk] * basis[kk];
       }
       gr += genv * denv;
       T de = 0;
@@ -1288,6 +1307,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   int64_t ntypes_;
   bool gaussian_;
   T env_rmax_, env_p_, inv_sqrt_nb_, energy_scale_, inner_, screening_, coulomb_;
+  std::vector<T> rad1_basis_;    // the radial MLP's first-layer weights of the basis inputs, [rh][nb]
   std::vector<T> centers_, gamma_, emb_i_, emb_j_, type_lin_, energy_shift_, walls_, zbl_z_;
   Dense<T> rad1_, rad2_, gate_, att_hid_, att_out_, ro1_, ro2_;
   torch::Tensor rad2_w_, rad2_wt_, rad2_b_;    // second radial layer: W [out][rh], W^T, bias (for the GEMMs)
@@ -1333,17 +1353,17 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
   rh_ = static_cast<int>(r1.size(0));
   if (r1.size(1) != nb_ + 2 * ed_) throw Error("native backend: radial MLP input width is not num_basis + 2 embed");
   rad1_.load(m, "radial.net.0", nb_ + 2 * ed_, rh_);
+  rad1_basis_.resize(size_t(rh_) * nb_);
+  for (int o = 0; o < rh_; ++o)
+    std::copy(rad1_.w.begin() + size_t(o) * rad1_.in, rad1_.w.begin() + size_t(o) * rad1_.in + nb_,
+              rad1_basis_.begin() + size_t(o) * nb_);
   A_ = 9 + 1 + 3 * cm_ + cm_ * P_;
   rad2_.load(m, "radial.net.2", rh_, 3 * cm_ + cm_ * P_);
   {
-    // output rows of the path weights in the internal order (see permute_path_weights)
+    // output rows in the internal order (see permute_path_weights)
     std::vector<T> w(rad2_.w.size()), b(rad2_.b.size());
     for (int o = 0; o < rad2_.out; ++o) {
-      int src = o;
-      if (o >= 3 * cm_) {
-        const int q = o - 3 * cm_, p = q / cm_, c = q % cm_;
-        src = 3 * cm_ + c * P_ + p;
-      }
+      const int src = internal_row(o);
       std::copy(rad2_.w.begin() + size_t(src) * rh_, rad2_.w.begin() + size_t(src + 1) * rh_,
                 w.begin() + size_t(o) * rh_);
       b[o] = rad2_.b[src];
