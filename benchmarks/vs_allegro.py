@@ -103,11 +103,14 @@ def launch(lmp: Path, inp: Path, log: Path, ranks: int, work: Path):
     cmd = ["/usr/bin/time", "-f", "%M", "-o", rss, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
            "-screen", "none"]
     if ranks > 1:
-        mpi = ["mpirun", "-np", str(ranks), "--oversubscribe", "-x", "OMP_NUM_THREADS=1"]
+        mpi = ["mpirun", "-np", str(ranks), "--oversubscribe", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
+               "-x", "MKL_NUM_THREADS"]
         if os.geteuid() == 0:
             mpi.append("--allow-run-as-root")
         cmd = mpi + ["sh", "-c", " ".join(cmd)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    # one thread per rank for every variant: LibTorch, OpenMP and the BLAS (OpenBLAS reads its own variable)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     text = log.read_text() if log.exists() else ""
     if p.returncode != 0:
         raise RuntimeError((p.stderr[-1500:] + text[-1500:]).strip())

@@ -12,13 +12,13 @@
 // error against std::exp: 1 ulp.
 template <typename T> struct ExpConst;
 template <> struct ExpConst<float> {
-  using I = int32_t;
+  using I = uint32_t;    // unsigned: the shift discards the high bits by definition
   static constexpr float lo = -87.0f, hi = 88.0f, shifter = 12582912.0f + 127.0f;    // 1.5 * 2^23 + bias
   static constexpr float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
   static constexpr int mant = 23, degree = 7;
 };
 template <> struct ExpConst<double> {
-  using I = int64_t;
+  using I = uint64_t;
   static constexpr double lo = -708.0, hi = 709.0, shifter = 6755399441055744.0 + 1023.0;    // 1.5 * 2^52 + bias
   static constexpr double ln2_hi = 0.6931471805598903, ln2_lo = 5.497923018708371e-14;
   static constexpr int mant = 52, degree = 13;

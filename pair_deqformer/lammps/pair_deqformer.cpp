@@ -14,6 +14,7 @@
 #include "pair_deqformer.h"
 
 #include "deqformer_driver.h"
+#include "deqformer_native.h"
 #include "deqformer_lammps_version.h"
 #include "fix_deqformer_state.h"
 
@@ -133,7 +134,7 @@ void PairDeqformer::settings(int narg, char **arg)
 {
   static const char *keywords[] = {"tol",  "adjoint_tol", "max_iter",       "reuse", "solver",
                                    "memory", "beta",      "nonconvergence", "device",
-                                   "min_dist", "backend"};
+                                   "min_dist", "backend", "edge_cache"};
   auto is_keyword = [&](const char *s) {
     for (const char *k : keywords)
       if (strcmp(s, k) == 0) return true;
@@ -149,11 +150,12 @@ void PairDeqformer::settings(int narg, char **arg)
   device_name = "cpu";
   backend_name = "auto";
   min_dist = 0.1;
+  edge_cache_mb = deqformer::NativeModel::DEFAULT_EDGE_CACHE_BYTES / double(1 << 20);
   while (iarg < narg) {
     if (!is_keyword(arg[iarg]))
       error->all(FLERR,
                  "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
-                 "reuse, solver, memory, beta, nonconvergence, device, min_dist or backend)",
+                 "reuse, solver, memory, beta, nonconvergence, device, min_dist, backend or edge_cache)",
                  arg[iarg]);
     if (iarg + 1 >= narg)
       error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
@@ -213,6 +215,10 @@ void PairDeqformer::settings(int narg, char **arg)
     } else if (key == "min_dist") {
       min_dist = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (min_dist < 0.0) error->all(FLERR, "Illegal pair_style deqformer command: min_dist must be >= 0");
+    } else if (key == "edge_cache") {
+      edge_cache_mb = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (edge_cache_mb < 0.0)
+        error->all(FLERR, "Illegal pair_style deqformer command: edge_cache must be >= 0 (MB per process)");
     }
     iarg += 2;
   }
@@ -324,12 +330,12 @@ void PairDeqformer::select_backend()
     return;
   }
   try {
-    model->native();
+    model->native().set_edge_cache_bytes(static_cast<size_t>(edge_cache_mb * double(1 << 20)));
   } catch (deqformer::Error &e) {
     error->all(FLERR, "pair_style deqformer: {}; use backend torchscript", e.what());
   }
   use_native = 1;
-  backend_note = "native";
+  backend_note = fmt::format("native, edge cache {} MB", edge_cache_mb);
 }
 
 // keyword device: the model runs there; the graph is built on the host and moved, results come back

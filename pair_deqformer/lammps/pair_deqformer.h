@@ -106,6 +106,7 @@ class PairDeqformer : public Pair {
   void scan_geometry(const X &xs, int nlocal, int inum, const int *ilist, const int *numneigh, const Nbr &nbr,
                      BadGeometry &bad);
   double min_dist;    // keyword min_dist (Angstrom in metal and real units), default 0.1
+  double edge_cache_mb;    // keyword edge_cache: MB per process for the native backend's kept edge work
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;

@@ -239,6 +239,15 @@ TEST(Serial, PeriodicBoxesMatchPython)
   expect_vs_ref(single_point(1, "aspirin_tri2.data"), deqtest::read_ref("tri2"), 1e-8, "tri2 (triclinic)");
 }
 
+// The native backend keeps none, part or all of the linearization's per-edge work (keyword edge_cache):
+// the results are the same.
+TEST(Serial, EdgeCacheOfAnySize)
+{
+  for (const std::string mb : {"0", "0.05", "1000"})
+    expect_vs_ref(single_point(1, "aspirin_box2.data", {}, std::string(TIGHT) + " edge_cache " + mb),
+                  deqtest::read_ref("box2"), 1e-8, "box2, edge_cache " + mb + " MB");
+}
+
 TEST(Serial, UnitsReal)
 {
   expect_vs_ref(single_point(1, "aspirin_1.data", {}, TIGHT, "real"), deqtest::read_ref("aspirin_1_real"), 1e-8,
@@ -617,6 +626,8 @@ TEST(Serial, BadInputs)
   EXPECT_THAT(msg, HasSubstr("atoms 1 and 2 are 0 A apart"));
   msg = lammps_error(with({"pair_style deqformer " + model() + " min_dist -1", "pair_coeff * * H C O"}));
   EXPECT_THAT(msg, HasSubstr("min_dist must be >= 0"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " edge_cache -1", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("edge_cache must be >= 0 (MB per process)"));
 
   // max_iter too small with nonconvergence error: a clean error on every rank
   msg = lammps_error(with({"pair_style deqformer " + model() + " tol 1e-12 max_iter 2 nonconvergence error",
