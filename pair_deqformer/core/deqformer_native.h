@@ -74,7 +74,7 @@ class NativeModel {
   // float32 and 4.8 KB in float64 at the aspirin preset's size) so that vjp() and edge_grad() need not
   // recompute it; the edges of centres that do not fit are recomputed in every product.
   // Default DEFAULT_EDGE_CACHE_BYTES; 0 keeps none.
-  static constexpr size_t DEFAULT_EDGE_CACHE_BYTES = size_t(256) << 20;
+  static constexpr size_t DEFAULT_EDGE_CACHE_BYTES = size_t(64) << 20;
   void set_edge_cache_bytes(size_t bytes);
 
   struct Impl;
