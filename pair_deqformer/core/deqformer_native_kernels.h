@@ -725,12 +725,8 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     const T *sj = act.src.data() + size_t(j) * 9 * cm;
     const T *di = act.dst.data() + size_t(i) * 9 * cm;
     for (int q = 0; q < 9 * cm; ++q) w.feat[q] = sj[q] + di[q];
-    // the coupling of each term with Y
-    for (size_t t = 0; t < terms_.size(); ++t) {
-      T sum = 0;
-      for (int e = terms_[t].e0; e < terms_[t].e1; ++e) sum += a[cg_[e].n] * cg_[e].coef;
-      w.A[t] = sum;
-    }
+    // the coupling of each term with Y: A = Y . cg_dense_ (a 9 x terms matrix-vector product)
+    gemv(a, 9, 1, cg_dense_.data(), int(terms_.size()), w.A, false);
     w.wt = a + 10 + 3 * cm;
     tp_forward(w);
     const T *m0 = w.msg;
@@ -1316,6 +1312,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
   std::vector<CgColumn> cols_;
   std::vector<CgTerm> terms_;
   std::vector<CgEntry<T>> cg_;
+  std::vector<T> cg_dense_;    // [9][terms]: the coefficient of Y[n] in each term (zeros included)
 
   Geometry geo_;
   Activations act_;
@@ -1460,6 +1457,9 @@ template <typename T> NativeImpl<T>::NativeImpl(Model &model)
       }
     }
   }
+  cg_dense_.assign(9 * terms_.size(), T(0));
+  for (size_t t = 0; t < terms_.size(); ++t)
+    for (int e = terms_[t].e0; e < terms_[t].e1; ++e) cg_dense_[size_t(cg_[e].n) * terms_.size() + t] += cg_[e].coef;
   if (A_ != std::stoi(model.meta("edge_attr_dim")))
     throw Error("native backend: edge_attr_dim of the file does not match the model's widths");
 }
