@@ -143,7 +143,6 @@ void PairDeqformer::settings(int narg, char **arg)
   int iarg = 0;
   model_file.clear();
   if (narg > 0 && !is_keyword(arg[0])) model_file = arg[iarg++];
-  style_args.clear();
   set_kind = set_max_iter = set_memory = set_tol = set_adjoint_tol = set_beta = 0;
   reuse = 1;
   nonconv_error = 0;
@@ -265,10 +264,8 @@ void PairDeqformer::coeff(int narg, char **arg)
                ntypes, nelem, given, model->type_names_joined());
   }
   const bool hybrid_sub = force->pair != this;
-  elements.assign(ntypes + 1, "");
   for (int t = 1; t <= ntypes; t++) {
-    std::string e = arg[iarg + t - 1];
-    elements[t] = e;
+    const std::string e = arg[iarg + t - 1];
     if (e == "NULL") {
       if (!hybrid_sub)
         error->all(FLERR, "pair_coeff deqformer: element NULL (atom type {}) is only allowed when deqformer is a "

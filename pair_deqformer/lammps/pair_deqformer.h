@@ -110,9 +110,7 @@ class PairDeqformer : public Pair {
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;
-  std::vector<std::string> style_args;    // keyword/value pairs of pair_style, applied once the model is known
-  int *type_map;                          // LAMMPS type -> model type index, -1 for NULL
-  std::vector<std::string> elements;      // element given for each LAMMPS type
+  int *type_map;    // LAMMPS type -> model type index, -1 for NULL
   double r_max, r_max_sq;
   double energy_factor;    // model energy unit (eV) -> LAMMPS energy unit
   int state_dim;
