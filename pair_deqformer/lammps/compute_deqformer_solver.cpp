@@ -4,6 +4,7 @@
 ------------------------------------------------------------------------- */
 
 #include "compute_deqformer_solver.h"
+#include "deqformer_solver_stats.h"
 
 #include "error.h"
 #include "force.h"
@@ -17,7 +18,7 @@ ComputeDeqformerSolver::ComputeDeqformerSolver(LAMMPS *lmp, int narg, char **arg
 {
   if (narg != 3) error->all(FLERR, "Illegal compute deqformer/solver command: expected 'compute ID group deqformer/solver'");
   vector_flag = 1;
-  size_vector = 14;
+  size_vector = deqformer::solver_stats::NSTATS;
   extvector = 0;
   vector = new double[size_vector];
   for (int i = 0; i < size_vector; i++) vector[i] = 0.0;

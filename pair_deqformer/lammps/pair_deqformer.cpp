@@ -40,6 +40,7 @@
 #include <fstream>
 
 using namespace LAMMPS_NS;
+using namespace deqformer::solver_stats;
 
 namespace {
 

@@ -18,6 +18,7 @@ PairStyle(deqformer,PairDeqformer);
 #define LMP_PAIR_DEQFORMER_H
 
 #include "atom.h"
+#include "deqformer_solver_stats.h"
 #include "pair.h"
 
 #include <cmath>
@@ -42,13 +43,6 @@ class FixDeqformerState;
 
 class PairDeqformer : public Pair {
  public:
-  // entries of the statistics vector (extract "deqformer/solver_stats", compute deqformer/solver)
-  enum {
-    STAT_ITERS, STAT_ADJ_ITERS, STAT_RESIDUAL, STAT_ADJ_RESIDUAL, STAT_MEAN_ITERS, STAT_MEAN_ADJ_ITERS,
-    STAT_EVALS, STAT_NOT_CONVERGED, STAT_NOT_CONVERGED_TOTAL, STAT_TIME_FORWARD, STAT_TIME_ADJOINT,
-    STAT_TIME_COMM, STAT_TIME_EDGES, STAT_TIME_TOTAL, NSTATS
-  };
-
   PairDeqformer(class LAMMPS *);
   ~PairDeqformer() override;
   void compute(int, int) override;
@@ -129,7 +123,7 @@ class PairDeqformer : public Pair {
   std::string fix_id;
   FixDeqformerState *fix_state;
 
-  double stats[NSTATS];
+  double stats[deqformer::solver_stats::NSTATS];    // see deqformer_solver_stats.h
   double run_iters, run_adj_iters;
   int nwarn;
 };

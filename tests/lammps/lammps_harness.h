@@ -1,8 +1,10 @@
 // Pieces shared by the LAMMPS integration tests of deqformer and deqformer/kk: solver settings, the
-// indices of compute deqformer/solver, a scratch folder, and the per-run result record.
+// entries of the solver statistics (deqformer_solver_stats.h), a scratch folder, and the per-run result
+// record.
 #pragma once
 
 #include "compute.h"
+#include "deqformer_solver_stats.h"
 #include "lammps.h"
 #include "modify.h"
 
@@ -16,7 +18,7 @@
 namespace deqtest {
 
 inline const char *const TIGHT = "tol 1e-12 adjoint_tol 1e-12 max_iter 100";
-enum { NSTATS = 14, STAT_ITERS = 0, STAT_ADJ_ITERS = 1, STAT_MEAN_ITERS = 4, STAT_MEAN_ADJ_ITERS = 5, STAT_EVALS = 6 };
+using namespace deqformer::solver_stats;
 
 // The pair_style line with the backend chosen by the environment (DEQ_TEST_BACKEND=native|torchscript,
 // set by ctest for the two runs of each LAMMPS test): " backend X" after "deqformer" (and its model

@@ -335,8 +335,8 @@ TEST(Serial, SolverDiagnostics)
   EXPECT_EQ(s.energy, s.stats[STAT_ITERS]);
   EXPECT_GT(s.stats[STAT_ITERS], 5);
   EXPECT_EQ(s.stats[STAT_EVALS], 1);
-  EXPECT_LT(s.stats[2], 1e-12);    // forward residual
-  EXPECT_LT(s.stats[3], 1e-12);    // adjoint residual
+  EXPECT_LT(s.stats[STAT_RESIDUAL], 1e-12);
+  EXPECT_LT(s.stats[STAT_ADJ_RESIDUAL], 1e-12);
 }
 
 TEST(Serial, ReuseOnOff)
@@ -640,7 +640,7 @@ TEST(Serial, BadInputs)
     return gather(sim);
   });
   EXPECT_EQ(s.error, "");
-  EXPECT_EQ(s.stats[7], 1.0);    // non-converged evaluations in this run
+  EXPECT_EQ(s.stats[STAT_NOT_CONVERGED], 1.0);    // in this run
 }
 
 // =====================================================================================================
