@@ -745,16 +745,21 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     for (int o = 0; o < 2 * cm; ++o) w.gate[o] = sigmoid(w.gate[o]);
   }
 
+  // the NT terms of column cc: the feature rows they read and their couplings A_t
+  template <int NT> void column_terms(const CgColumn &cc, const EdgeWork &w, const T **f, T *v) const
+  {
+    for (int k = 0; k < NT; ++k) {
+      f[k] = w.feat + terms_[cc.t0 + k].comp * cm_;
+      v[k] = w.A[cc.t0 + k];
+    }
+  }
   // out[c] += W[p][c] sum_t feat[comp_t][c] A_t for a column of NT terms (the sum kept in a register)
   template <int NT> void tp_column(const CgColumn &cc, const EdgeWork &w) const
   {
     const int cm = cm_;
     const T *f[NT];
     T v[NT];
-    for (int k = 0; k < NT; ++k) {
-      f[k] = w.feat + terms_[cc.t0 + k].comp * cm;
-      v[k] = w.A[cc.t0 + k];
-    }
+    column_terms<NT>(cc, w, f, v);
     const T *wp = w.wt + cc.p * cm;
     T *out = w.msg + cc.oc * cm;
     for (int c = 0; c < cm; ++c) {
@@ -828,10 +833,7 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
     const int cm = cm_;
     const T *f[NT];
     T v[NT];
-    for (int k = 0; k < NT; ++k) {
-      f[k] = w.feat + terms_[cc.t0 + k].comp * cm;
-      v[k] = w.A[cc.t0 + k];
-    }
+    column_terms<NT>(cc, w, f, v);
     const T *wp = w.wt + cc.p * cm;
     const T *gout = gm + cc.oc * cm;
     T *gw = gW + cc.p * cm;
