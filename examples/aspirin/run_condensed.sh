@@ -10,7 +10,7 @@
 # BOX_NVT (4000 steps), BOX_NVE (2000), BOX_TOL (1e-5), RETRAIN=1.
 # Names follow the preset: aspirin_NAME.yaml -> out/train_NAME, out/aspirin_NAME{,_f32}.pt, out/eval_NAME_*.json
 # and the box run out/box_NAME (out/box_dense for the condensed preset).
-# Measured on the 2-core development machine: see the README, "Condensed phase".
+# Measured on the 2-core development machine: see docs/results.md, "Condensed phase".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of pair_style deqformer/kk (Kokkos CUDA) and of pair_style deqformer ... device cuda.
 #
-# STATUS: PREPARED, NEVER RUN. It was written in a session without a GPU (and without nvcc or a CUDA
+# STATUS: PREPARED, NEVER RUN. It was written on a machine without a GPU (and without nvcc or a CUDA
 # LibTorch), so nothing below has been executed on a GPU; expect to fix details on first use. In
 # particular Kokkos 3.4.01 (the Kokkos of the project's Debian sources) predates CUDA 12/13 and Hopper:
 # the build may fail with a recent nvcc. The script then still runs the fallback (the CPU style with
