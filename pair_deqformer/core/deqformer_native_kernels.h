@@ -905,7 +905,6 @@ template <typename T> class NativeImpl final : public NativeModel::Impl {
       act.denoms.resize(size_t(act.cached) * H_);
     }
     std::vector<T> agg(9 * cm), u1(D_), h2(D_), y(Y_), gated(Yg_), u2(D_), denom(H_);
-    const int hs = cm / H_;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t e0 = g.offs[i], e1 = g.offs[i + 1];
       const bool cache = i < act.cached;
