@@ -18,6 +18,7 @@ from .data.batch import collate
 from .data.dataset import DataError, _to_types
 from .data.neighbors import build_graph
 from .inference import load_inference_model
+from . import keys as K
 
 __all__ = ["DeqformerCalculator"]
 
@@ -34,7 +35,7 @@ class DeqformerCalculator(Calculator):
             iterations depends on the model (for an untrained model it took more than a cold start).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
+    implemented_properties = ["energy", "free_energy", K.FORCES, "energies", "stress"]
 
     def __init__(self, model_path: str, device: str = "cpu", warm_start: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -63,7 +64,7 @@ class DeqformerCalculator(Calculator):
         pbc = np.asarray(a.pbc, dtype=bool)
         cell = np.asarray(a.cell.array, dtype=np.float64) if pbc.any() else None
         pos = np.asarray(a.positions, dtype=np.float64)
-        frame = {"pos": pos, "atomic_numbers": z, "atom_types": types, "cell": cell, "pbc": pbc}
+        frame = {K.POSITIONS: pos, K.ATOMIC_NUMBERS: z, K.ATOM_TYPES: types, K.CELL: cell, K.PBC: pbc}
         graph = build_graph(pos, self.model.r_max, cell, pbc)
         batch = collate([frame], [graph], self.model.dtype)
         z0 = None
@@ -77,7 +78,7 @@ class DeqformerCalculator(Calculator):
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "forces": out["forces"].double().cpu().numpy().reshape(-1, 3),
+            K.FORCES: out[K.FORCES].double().cpu().numpy().reshape(-1, 3),
         }
         if out.get("virial") is not None and pbc.all():
             # stress = (1/V) dE/d(strain) = -W / V, in ASE's Voigt order xx yy zz yz xz xy

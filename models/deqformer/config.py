@@ -49,6 +49,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import yaml
 
 from . import units
+from . import keys as K
 
 __all__ = [
     "ConfigError",
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 #: Field names used inside deqformer (nequip's names).
-FIELD_NAMES = ("atomic_numbers", "pos", "total_energy", "forces", "cell", "pbc")
+FIELD_NAMES = K.NEQUIP_FIELDS
 
 
 class ConfigError(ValueError):
@@ -366,12 +367,12 @@ def _parse_loss_coeffs(value: Any) -> LossCoeffs:
         if not isinstance(loss_name, str):
             raise _bad(key, loss_name, "a loss name (MSELoss, L1Loss, PerAtomMSELoss or PerAtomL1Loss)", ctx)
         lname = loss_name.strip().lower()
-        if name in ("total_energy", "energy"):
+        if name in (K.TOTAL_ENERGY, "energy"):
             if lname not in _ENERGY_LOSSES:
                 raise _bad(key, loss_name, "MSELoss, L1Loss, PerAtomMSELoss or PerAtomL1Loss for total_energy", ctx)
             out.energy = weight
             out.energy_per_atom, out.energy_l1 = _ENERGY_LOSSES[lname]
-        elif name in ("forces", "force"):
+        elif name in (K.FORCES, "force"):
             if lname not in _FORCE_LOSSES:
                 raise _bad(key, loss_name, "MSELoss or L1Loss for forces", ctx)
             out.forces, out.forces_l1 = weight, _FORCE_LOSSES[lname]

@@ -13,6 +13,7 @@ import torch
 
 from . import CONTRACT_VERSION
 from .driver import Settings, _frame_sum, edge_vectors, settings_from_metadata, solve_and_differentiate
+from . import keys as K
 
 METADATA_FILE = "metadata.json"
 REQUIRED_KEYS = ("contract_version", "r_max", "num_types", "type_names", "energy_unit", "length_unit",
@@ -84,10 +85,10 @@ class DeployedModel:
     def __call__(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
                  z0: Optional[torch.Tensor] = None, **solver_overrides) -> Dict[str, torch.Tensor]:
         s = settings_from_metadata(self.metadata, **solver_overrides)
-        out = solve_and_differentiate(self.module, batch["pos"].to(self.dtype), batch["atom_types"],
-                                      batch["edge_index"], batch["edge_shift"].to(self.dtype), s, z0=z0,
+        out = solve_and_differentiate(self.module, batch[K.POSITIONS].to(self.dtype), batch[K.ATOM_TYPES],
+                                      batch[K.EDGE_INDEX], batch[K.EDGE_SHIFT].to(self.dtype), s, z0=z0,
                                       compute_forces=compute_forces)
-        out["energy"] = _frame_sum(out["atomic_energy"], batch["batch"], int(batch["num_frames"]))
+        out["energy"] = _frame_sum(out["atomic_energy"], batch[K.BATCH], int(batch[K.NUM_FRAMES]))
         if compute_forces:
             out["virial"] = frame_virials(out["edge_grad"], batch, self.dtype)
         return out
@@ -96,11 +97,11 @@ class DeployedModel:
 def frame_virials(edge_grad: torch.Tensor, batch: Dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """Per-frame virial W = -sum_e r_e (x) dE/dr_e (= -dE/d(strain)), [B, 3, 3], in eV.
     The stress of a periodic frame is -W / volume."""
-    ei = batch["edge_index"]
-    vec = edge_vectors(batch["pos"].to(dtype), ei, batch["edge_shift"].to(dtype))
+    ei = batch[K.EDGE_INDEX]
+    vec = edge_vectors(batch[K.POSITIONS].to(dtype), ei, batch[K.EDGE_SHIFT].to(dtype))
     per_edge = -vec[:, :, None] * edge_grad[:, None, :]
-    out = torch.zeros(int(batch["num_frames"]), 3, 3, dtype=dtype)
-    return out.index_add_(0, batch["batch"].index_select(0, ei[0]), per_edge)
+    out = torch.zeros(int(batch[K.NUM_FRAMES]), 3, 3, dtype=dtype)
+    return out.index_add_(0, batch[K.BATCH].index_select(0, ei[0]), per_edge)
 
 
 def load_deployed(path: str, device: str = "cpu") -> DeployedModel:

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 import torch
 
 from .solvers import residual
+from . import keys as K
 
 
 class SolveResult(NamedTuple):
@@ -82,6 +83,24 @@ def settings_from_metadata(meta: Dict[str, str], **override) -> Settings:
     return s._replace(**{k: v for k, v in override.items() if v is not None})
 
 
+def solve_forward(module, x: torch.Tensor, edge_index: torch.Tensor, attr: torch.Tensor, n: int,
+                  z0: Optional[torch.Tensor], s: Settings) -> SolveResult:
+    """z* = f(z*; x) from z0 (zeros when None), without a graph."""
+    start = z0 if z0 is not None else torch.zeros_like(x)
+    with torch.no_grad():
+        return fixed_point(module, lambda z: module.step(z, x, edge_index, attr, n), start, s.kind, s.tol,
+                           s.max_iter, s.memory, s.beta, s.lam)
+
+
+def solve_adjoint(module, f_graph: torch.Tensor, z_req: torch.Tensor, g: torch.Tensor, u0: Optional[torch.Tensor],
+                  s: Settings) -> SolveResult:
+    """u* = g + J^T u* from u0 (zeros when None); each iteration is one vector-Jacobian product through
+    the retained graph f_graph = f(z_req), with no forward re-evaluation (as the C++ driver does)."""
+    start = u0 if u0 is not None else torch.zeros_like(g)
+    return fixed_point(module, lambda u: g + retained_vjp(f_graph, z_req, u), start, s.kind, s.adjoint_tol,
+                       s.max_iter, s.memory, s.beta, s.lam)
+
+
 def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                             edge_shift: torch.Tensor, settings: Settings, z0: Optional[torch.Tensor] = None,
                             u0: Optional[torch.Tensor] = None, compute_forces: bool = True) -> Dict[str, torch.Tensor]:
@@ -91,31 +110,25 @@ def solve_and_differentiate(module, pos: torch.Tensor, types: torch.Tensor, edge
     with torch.no_grad():
         attr = module.edge_features(vec, types, edge_index)
         x = module.inject(types, edge_index, attr, n)
-        if z0 is None:
-            z0 = torch.zeros_like(x)
-        fwd = fixed_point(module, lambda z: module.step(z, x, edge_index, attr, n), z0, settings.kind,
-                          settings.tol, settings.max_iter, settings.memory, settings.beta, settings.lam)
-        zs = fwd.z
+    fwd = solve_forward(module, x, edge_index, attr, n, z0, settings)
+    zs = fwd.z
+    with torch.no_grad():
         e_atom = module.atomic_energy(zs, types) + module.pair_energy(vec, types, edge_index, n)
     out = {"atomic_energy": e_atom, "z": zs, "solver_iters": torch.tensor(fwd.iters),
            "solver_residual": torch.tensor(fwd.residual), "converged": torch.tensor(fwd.converged)}
     if not compute_forces:
         return out
     g = module.energy_grad_z(zs, types)
-    if u0 is None:
-        u0 = torch.zeros_like(g)
-    # f(z*) once with its graph; each adjoint iteration is a vector-Jacobian product through it
-    # (= adjoint_step(z*, ..., u), without re-running the forward pass), as the C++ driver does
+    # f(z*) once with its graph for the adjoint's vector-Jacobian products (= adjoint_step(z*, ..., u))
     z_req = zs.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         f_graph = module.step(z_req, x, edge_index, attr, n)
-    adj = fixed_point(module, lambda u: g + retained_vjp(f_graph, z_req, u), u0, settings.kind, settings.adjoint_tol,
-                      settings.max_iter, settings.memory, settings.beta, settings.lam)
+    adj = solve_adjoint(module, f_graph, z_req, g, u0, settings)
     del f_graph
     dvec = module.edge_grad(zs, adj.z, types, edge_index, vec, n)
     out.update({"u": adj.z, "adjoint_iters": torch.tensor(adj.iters), "adjoint_residual": torch.tensor(adj.residual),
                 "adjoint_converged": torch.tensor(adj.converged),
-                "forces": -scatter_edge_grad(dvec, edge_index, n), "edge_grad": dvec})
+                K.FORCES: -scatter_edge_grad(dvec, edge_index, n), "edge_grad": dvec})
     return out
 
 
@@ -132,17 +145,17 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
     z0 / u0 start the forward / adjoint solves (the trainer passes each frame's last fixed point, as
     MD reuses the previous step's); the converged ``z`` and ``u`` are returned for that purpose."""
     c = model.cfg
-    pos = batch["pos"]
-    types = batch["atom_types"]
-    ei = batch["edge_index"]
-    bidx = batch["batch"]
-    nf = int(batch["num_frames"])
+    pos = batch[K.POSITIONS]
+    types = batch[K.ATOM_TYPES]
+    ei = batch[K.EDGE_INDEX]
+    bidx = batch[K.BATCH]
+    nf = int(batch[K.NUM_FRAMES])
     n = pos.shape[0]
     training = model.training
     need_pos_grad = compute_forces
     if need_pos_grad and not pos.requires_grad:
         pos = pos.detach().requires_grad_(True)
-    vec = edge_vectors(pos, ei, batch["edge_shift"])
+    vec = edge_vectors(pos, ei, batch[K.EDGE_SHIFT])
     # unpacked edge data on the differentiable path (model.edge_parts); packed attr for the no-grad solves
     parts = model.edge_parts(vec, types, ei)
     x = model.inject_parts(types, ei, parts, n)
@@ -159,13 +172,10 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
     else:
         if tol is None:
             tol = c["solver_tol"] if training else c["deploy_tol"]
-        kind, mem, beta, lam = model.solver_code, model.solver_memory, model.solver_beta, model.solver_lam
-        xd = x.detach()
+        settings = Settings(model.solver_code, tol, int(c["solver_max_iter"]), model.solver_memory, model.solver_beta,
+                            model.solver_lam, float(c["adjoint_tol"]) if training else tol)
         attrd = model.pack_edge_attr(tuple(p.detach() for p in parts))
-        with torch.no_grad():
-            start = z0 if z0 is not None else torch.zeros_like(x)
-            fwd = fixed_point(model, lambda zz: model.step(zz, xd, ei, attrd, n), start, kind, tol,
-                              int(c["solver_max_iter"]), mem, beta, lam)
+        fwd = solve_forward(model, x.detach(), ei, attrd, n, z0, settings)
         zs = fwd.z.detach()
         stats["solver_iters"] = torch.tensor(float(fwd.iters))
         stats["solver_residual"] = torch.tensor(fwd.residual)
@@ -187,9 +197,7 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
                 # adjoint iterations are vector-Jacobian products through it, no forward re-evaluation
                 zin = zs.clone().requires_grad_(True)
                 fz = model.step_parts(0, zin, x, ei, parts, n)
-                adj = fixed_point(model, lambda uu: g + retained_vjp(fz, zin, uu),
-                                  u0 if u0 is not None else torch.zeros_like(g), kind, float(c["adjoint_tol"]) if training else tol,
-                                  int(c["solver_max_iter"]), mem, beta, lam)
+                adj = solve_adjoint(model, fz, zin, g, u0, settings)
                 u = adj.z.detach()
                 stats["u"] = u
                 stats["adjoint_iters"] = torch.tensor(float(adj.iters))
@@ -220,5 +228,53 @@ def evaluate_model(model, batch: Dict[str, torch.Tensor], compute_forces: bool =
     out.update(stats)
     if compute_forces:
         grad = torch.autograd.grad([energy.sum()], [pos], create_graph=training)[0]
-        out["forces"] = -grad
+        out[K.FORCES] = -grad
     return out
+
+
+class Contraction(NamedTuple):
+    sigma_max: float      # largest singular value of J = df/dz at z*
+    rate: float           # ||J^k v||^(1/k): the asymptotic error reduction per plain iteration z <- f(z)
+
+
+def contraction(module, pos: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                z: torch.Tensor, iters: int = 30, seed: int = 0) -> Contraction:
+    """How contractive the fixed-point map of one structure is at its fixed point z (float64 models).
+
+    J v comes from a double vector-Jacobian product through f (exact, no finite differences); sigma_max
+    from ``iters`` power iterations on J^T J, the rate from ``iters`` applications of J to a random start
+    (Gelfand: it tends to the spectral radius, which bounds how fast any iteration without acceleration
+    converges; Anderson mixing does better)."""
+    n = pos.shape[0]
+    vec = edge_vectors(pos, edge_index, edge_shift).detach()
+    with torch.no_grad():
+        attr = module.edge_features(vec, types, edge_index)
+        x = module.inject(types, edge_index, attr, n)
+    zz = z.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        fz = module.step(zz, x, edge_index, attr, n)
+        w = torch.zeros_like(fz, requires_grad=True)
+        jt_w = torch.autograd.grad([fz], [zz], grad_outputs=[w], create_graph=True)[0]    # linear in w
+
+    def jv(v: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad([jt_w], [w], grad_outputs=[v], retain_graph=True)[0]
+
+    def jtv(v: torch.Tensor) -> torch.Tensor:
+        return torch.autograd.grad([fz], [zz], grad_outputs=[v], retain_graph=True)[0]
+
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(z)
+    v = start / start.norm()
+    sigma2 = 0.0
+    for _ in range(iters):
+        a = jtv(jv(v))
+        sigma2 = float((v * a).sum())
+        v = a / a.norm()
+    v = start / start.norm()
+    log_growth = 0.0
+    for _ in range(iters):
+        v = jv(v)
+        nv = float(v.norm())
+        log_growth += torch.log(torch.tensor(nv)).item()
+        v = v / nv
+    return Contraction(sigma2 ** 0.5, float(torch.exp(torch.tensor(log_growth / iters))))

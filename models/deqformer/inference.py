@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
+from . import keys as K
 
 __all__ = ["InferenceModel", "load_inference_model"]
 
@@ -16,8 +17,9 @@ class InferenceModel:
 
     def __init__(self, fn: Callable[..., Dict[str, torch.Tensor]], type_names: List[str], r_max: float,
                  dtype: torch.dtype, kind: str, path: str, device: Union[str, torch.device] = "cpu",
-                 accepts_z0: bool = False):
+                 accepts_z0: bool = False, module: Any = None):
         self.fn = fn
+        self.module = module          # the object with the contract methods (eager model or TorchScript module)
         self.type_names = list(type_names)
         self.r_max = float(r_max)
         self.dtype = dtype
@@ -29,7 +31,7 @@ class InferenceModel:
     def __call__(self, batch: Dict[str, torch.Tensor], compute_forces: bool = True,
                  z0: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        for k in ("pos", "edge_shift", "cell"):
+        for k in (K.POSITIONS, K.EDGE_SHIFT, K.CELL):
             if k in batch:
                 batch[k] = batch[k].to(self.dtype)
         kwargs: Dict[str, Any] = {"compute_forces": compute_forces}
@@ -70,7 +72,8 @@ def load_inference_model(path: Union[str, os.PathLike], device: Union[str, torch
         model = build_model_from_checkpoint(ckpt, use_ema=use_ema, device=device)
         dtype = torch.float64 if ckpt.get("model_dtype", "float64") == "float64" else torch.float32
         return InferenceModel(lambda batch, compute_forces=True, **kw: model(batch, compute_forces=compute_forces),
-                              ckpt["type_names"], ckpt["r_max"], dtype, "checkpoint", str(path), device)
+                              ckpt["type_names"], ckpt["r_max"], dtype, "checkpoint", str(path), device,
+                              module=model)
 
     from .deploy import load_deployed
 
@@ -79,4 +82,5 @@ def load_inference_model(path: Union[str, os.PathLike], device: Union[str, torch
     type_names = getattr(wrapper, "type_names", None) or str(meta.get("type_names", "")).split()
     r_max = getattr(wrapper, "r_max", None) or float(meta["r_max"])
     dtype = getattr(wrapper, "dtype", None) or (torch.float32 if meta.get("dtype") == "float32" else torch.float64)
-    return InferenceModel(wrapper, type_names, r_max, dtype, "deployed", str(path), device, accepts_z0=True)
+    return InferenceModel(wrapper, type_names, r_max, dtype, "deployed", str(path), device, accepts_z0=True,
+                          module=wrapper.module)

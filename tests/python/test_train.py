@@ -317,6 +317,19 @@ def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
     for kind in ("deployed", "checkpoint"):
         assert results[kind]["solver_unconverged_batches"] == 0
         assert results[kind]["adjoint_unconverged_batches"] == 0
+    # cold single-frame solves and the contraction of the fixed-point map: the same from both files, and
+    # the plain iteration's rate (-> spectral radius) cannot exceed the largest singular value
+    fp = {}
+    for kind, path in (("checkpoint", run_dir / "best.pth"), ("deployed", pt)):
+        assert evaluate_cli.main(["--model", str(path), "--dataset-config", str(cfg_path), "--json",
+                                  "--split", "val", "--fixed-point-frames", "2"]) == 0
+        fp[kind] = json.loads(capsys.readouterr().out)["fixed_point"]
+        assert fp[kind]["frames"] == 2 and fp[kind]["cold_forward_iters_max"] >= 1
+        assert 0 < fp[kind]["rate_max"] <= fp[kind]["sigma_max_max"] + 1e-9
+    assert fp["deployed"]["sigma_max_mean"] == pytest.approx(fp["checkpoint"]["sigma_max_mean"], rel=1e-6)
+    assert evaluate_cli.main(["--model", str(pt), "--dataset-config", str(cfg_path), "--split", "val",
+                              "--fixed-point-frames", "1"]) == 0
+    assert "contraction at z*" in capsys.readouterr().out
     # solves cut off at the iteration limit are reported (counts in the JSON, a warning on stderr)
     short = tmp_path / "short.pt"
     deploy(load_model_from_checkpoint(run_dir / "best.pth"), str(short), overrides={"solver_max_iter": "2"})

@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+from .. import keys as K
 
 __all__ = ["main", "build_parser", "evaluate", "parse_key_mapping"]
 
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--no-ema", action="store_true", help="checkpoints: use the raw instead of the EMA weights")
+    p.add_argument("--fixed-point-frames", type=int, default=0, metavar="K",
+                   help="also solve K frames of the split one by one from a cold start: forward and adjoint "
+                        "iterations per frame, and the contraction of the fixed-point map at z* (largest singular "
+                        "value of df/dz and the plain iteration's rate); float64 models")
     return p
 
 
@@ -118,7 +123,7 @@ def evaluate(model, cfg, split: str = "test", batch_size: int = 8, progress: boo
     worst = {"converged": 0.0, "adjoint_converged": 0.0}
     n_batches = 0
     for batch in tqdm(loader, total=len(loader), desc="evaluate", disable=not progress, file=sys.stderr, leave=False):
-        out = model(batch, compute_forces=bool(batch["has_forces"].any()))
+        out = model(batch, compute_forces=bool(batch[K.HAS_FORCES].any()))
         acc.update(out, batch)
         n_batches += 1
         for key, res_key in (("converged", "solver_residual"), ("adjoint_converged", "adjoint_residual")):
@@ -139,6 +144,38 @@ def evaluate(model, cfg, split: str = "test", batch_size: int = 8, progress: boo
     res["seconds"] = time.time() - t0
     res["split"] = split
     res["batch_size"] = batch_size
+    return res
+
+
+def fixed_point_report(model, cfg, split: str, frames: int, power_iters: int = 50) -> Dict[str, Any]:
+    """Cold solves of ``frames`` frames spread over ``split``, one frame at a time (as one MD structure is
+    solved): iterations and the contraction of f at each fixed point (``driver.contraction``)."""
+    import numpy as np
+    import torch
+
+    from ..data import load_datasets, make_loader
+    from ..driver import contraction
+
+    if model.dtype != torch.float64:
+        raise ValueError("--fixed-point-frames measures derivatives: use a float64 model "
+                         "(deqformer-deploy --dtype float64)")
+    datasets = load_datasets(cfg, type_names=model.type_names, require=(split,))
+    loader = make_loader(datasets, split, model.r_max, 1, model.dtype)
+    pick = set(np.linspace(0, len(loader) - 1, min(frames, len(loader))).round().astype(int).tolist())
+    rows = []
+    for k, batch in enumerate(loader):
+        if k not in pick:
+            continue
+        out = model(batch, compute_forces=True)
+        c = contraction(model.module, batch[K.POSITIONS].to(model.dtype), batch[K.ATOM_TYPES], batch[K.EDGE_INDEX],
+                        batch[K.EDGE_SHIFT].to(model.dtype), out["z"], iters=power_iters)
+        rows.append((float(out["solver_iters"]), float(out.get("adjoint_iters", float("nan"))), c.sigma_max, c.rate))
+    a = np.array(rows)
+    names = ("cold_forward_iters", "cold_adjoint_iters", "sigma_max", "rate")
+    res: Dict[str, Any] = {"frames": len(rows), "power_iterations": power_iters}
+    for j, name in enumerate(names):
+        res[name + "_mean"] = float(a[:, j].mean())
+        res[name + "_max"] = float(a[:, j].max())
     return res
 
 
@@ -168,6 +205,13 @@ def _table(res: Dict[str, Any], model) -> str:
                      f"{f(m['e_per_atom_mae']):>12}{f(m['f_mae']):>11}{f(m['f_rmse']):>11}")
     lines.append(f"solver iterations per batch: mean {res['solver_iters_mean']:.2f}, max {res['solver_iters_max']:.0f} "
                  f"(batch size {res['batch_size']}); {res['seconds']:.1f} s")
+    fp = res.get("fixed_point")
+    if fp:
+        lines.append(f"cold solves of {fp['frames']} single frames: forward {fp['cold_forward_iters_mean']:.1f} "
+                     f"(max {fp['cold_forward_iters_max']:.0f}), adjoint {fp['cold_adjoint_iters_mean']:.1f} "
+                     f"(max {fp['cold_adjoint_iters_max']:.0f}) iterations; contraction at z*: largest singular value "
+                     f"of df/dz {fp['sigma_max_mean']:.3f} (max {fp['sigma_max_max']:.3f}), plain-iteration rate "
+                     f"{fp['rate_mean']:.3f} (max {fp['rate_max']:.3f})")
     return "\n".join(lines)
 
 
@@ -189,6 +233,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         split = args.split or ("test" if args.dataset_config else "all")
         batch_size = args.batch_size or (cfg.validation_batch_size if args.dataset_config else 8)
         res = evaluate(model, cfg, split, batch_size, progress=sys.stderr.isatty() and not args.json)
+        if args.fixed_point_frames < 0:
+            raise ConfigError(f"--fixed-point-frames: got {args.fixed_point_frames}, expected an integer >= 0")
+        if args.fixed_point_frames:
+            res["fixed_point"] = fixed_point_report(model, cfg, split, args.fixed_point_frames)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"deqformer-evaluate: error: {e}", file=sys.stderr)
         return 2
@@ -200,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"solves. Deploy with a larger --max-iter (or a looser --tol) to converge them.", file=sys.stderr)
     if args.json:
         out = {"model": str(args.model), "model_kind": model.kind, "dataset": args.dataset_config or args.dataset_file,
-               "units": {"energy": "eV", "energy_per_atom": "eV/atom", "forces": "eV/Angstrom", "length": "Angstrom"}}
+               "units": {"energy": "eV", "energy_per_atom": "eV/atom", K.FORCES: "eV/Angstrom", "length": "Angstrom"}}
         out.update(res)
         print(json.dumps(_clean(out)))
     else:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .dataset import Frame, LoadedDataset
+from .. import keys as K
 
 __all__ = ["Graph", "collate", "GraphLoader", "make_loader", "batch_to"]
 
@@ -27,16 +28,16 @@ def collate(frames: Sequence[Frame], graphs: Sequence[Graph], dtype: torch.dtype
         raise ValueError(f"got {len(frames)} frames but {len(graphs)} graphs")
     if len(frames) == 0:
         raise ValueError("cannot collate an empty list of frames")
-    n_atoms = np.array([len(f["pos"]) for f in frames], dtype=np.int64)
+    n_atoms = np.array([len(f[K.POSITIONS]) for f in frames], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
     n_edges = np.array([g[0].shape[1] for g in graphs], dtype=np.int64)
 
     edge_index = np.concatenate([g[0] + off for g, off in zip(graphs, offsets)], axis=1) \
         if n_edges.sum() else np.zeros((2, 0), dtype=np.int64)
     edge_shift = np.concatenate([g[1] for g in graphs], axis=0) if n_edges.sum() else np.zeros((0, 3))
-    forces = [f["forces"] if "forces" in f else np.full((len(f["pos"]), 3), np.nan) for f in frames]
-    cells = [f["cell"] if f.get("cell") is not None else np.zeros((3, 3)) for f in frames]
-    pbcs = [np.asarray(f.get("pbc", [False] * 3), dtype=bool) for f in frames]
+    forces = [f[K.FORCES] if K.FORCES in f else np.full((len(f[K.POSITIONS]), 3), np.nan) for f in frames]
+    cells = [f[K.CELL] if f.get(K.CELL) is not None else np.zeros((3, 3)) for f in frames]
+    pbcs = [np.asarray(f.get(K.PBC, [False] * 3), dtype=bool) for f in frames]
     if dataset_ids is None:
         dataset_ids = [0] * len(frames)
 
@@ -44,19 +45,19 @@ def collate(frames: Sequence[Frame], graphs: Sequence[Graph], dtype: torch.dtype
         return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype)
 
     return {
-        "pos": flt(np.concatenate([f["pos"] for f in frames], axis=0)),
-        "atom_types": torch.as_tensor(np.concatenate([f["atom_types"] for f in frames]).astype(np.int64)),
-        "batch": torch.as_tensor(np.repeat(np.arange(len(frames), dtype=np.int64), n_atoms)),
-        "edge_index": torch.as_tensor(edge_index.astype(np.int64)),
-        "edge_shift": flt(edge_shift),
-        "num_frames": torch.tensor(len(frames), dtype=torch.int64),
-        "num_atoms": torch.as_tensor(n_atoms),
-        "total_energy": flt([f.get("total_energy", math.nan) for f in frames]),
-        "forces": flt(np.concatenate(forces, axis=0)),
-        "has_forces": torch.tensor(["forces" in f for f in frames], dtype=torch.bool),
-        "dataset_id": torch.as_tensor(np.asarray(dataset_ids, dtype=np.int64)),
-        "cell": flt(np.stack(cells)),
-        "pbc": torch.as_tensor(np.stack(pbcs)),
+        K.POSITIONS: flt(np.concatenate([f[K.POSITIONS] for f in frames], axis=0)),
+        K.ATOM_TYPES: torch.as_tensor(np.concatenate([f[K.ATOM_TYPES] for f in frames]).astype(np.int64)),
+        K.BATCH: torch.as_tensor(np.repeat(np.arange(len(frames), dtype=np.int64), n_atoms)),
+        K.EDGE_INDEX: torch.as_tensor(edge_index.astype(np.int64)),
+        K.EDGE_SHIFT: flt(edge_shift),
+        K.NUM_FRAMES: torch.tensor(len(frames), dtype=torch.int64),
+        K.NUM_ATOMS: torch.as_tensor(n_atoms),
+        K.TOTAL_ENERGY: flt([f.get(K.TOTAL_ENERGY, math.nan) for f in frames]),
+        K.FORCES: flt(np.concatenate(forces, axis=0)),
+        K.HAS_FORCES: torch.tensor([K.FORCES in f for f in frames], dtype=torch.bool),
+        K.DATASET_ID: torch.as_tensor(np.asarray(dataset_ids, dtype=np.int64)),
+        K.CELL: flt(np.stack(cells)),
+        K.PBC: torch.as_tensor(np.stack(pbcs)),
     }
 
 
@@ -107,8 +108,8 @@ class GraphLoader:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            n_e = sum(1 for i in idx if math.isfinite(float(self.frames[i].get("total_energy", math.nan))))
-            n_f = sum(len(self.frames[i]["pos"]) for i in idx if "forces" in self.frames[i])
+            n_e = sum(1 for i in idx if math.isfinite(float(self.frames[i].get(K.TOTAL_ENERGY, math.nan))))
+            n_f = sum(len(self.frames[i][K.POSITIONS]) for i in idx if K.FORCES in self.frames[i])
             mine = np.array_split(idx, world)[rank]
             if len(mine) == 0:
                 yield None, (n_e, n_f, len(idx))

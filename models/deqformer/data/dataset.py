@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import units
 from ..config import FIELD_NAMES, DatasetConfig, TrainConfig
+from .. import keys as K
 
 __all__ = [
     "DataError",
@@ -42,14 +43,14 @@ SPLITS = ("train", "val", "test", "all")
 
 # Keys tried (in this order) for a field when key_mapping does not name one.
 _DEFAULT_KEYS: Dict[str, Tuple[str, ...]] = {
-    "atomic_numbers": ("atomic_numbers", "z", "Z", "nuclear_charges", "numbers", "atomic_number"),
-    "pos": ("pos", "positions", "R", "coords", "coordinates"),
-    "total_energy": ("total_energy", "energy", "energies", "E"),
-    "forces": ("forces", "force", "F"),
-    "cell": ("cell", "lattice"),
-    "pbc": ("pbc",),
+    K.ATOMIC_NUMBERS: (K.ATOMIC_NUMBERS, "z", "Z", "nuclear_charges", "numbers", "atomic_number"),
+    K.POSITIONS: (K.POSITIONS, "positions", "R", "coords", "coordinates"),
+    K.TOTAL_ENERGY: (K.TOTAL_ENERGY, "energy", "energies", "E"),
+    K.FORCES: (K.FORCES, "force", "F"),
+    K.CELL: (K.CELL, "lattice"),
+    K.PBC: (K.PBC,),
 }
-_REQUIRED = ("atomic_numbers", "pos")
+_REQUIRED = (K.ATOMIC_NUMBERS, K.POSITIONS)
 
 
 class DataError(ValueError):
@@ -187,13 +188,13 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
         if field not in keys:
             raise DataError(f"{path}: no key for required field {field!r}; keys in the file: {available}; "
                             f"set key_mapping in the config, e.g. {_suggest_mapping(available)}")
-    if "total_energy" not in keys and "forces" not in keys:
+    if K.TOTAL_ENERGY not in keys and K.FORCES not in keys:
         raise DataError(f"{path}: no energies or forces found (fields 'total_energy', 'forces'); keys in the "
                         f"file: {available}; suggested {_suggest_mapping(available)}")
     fixed = {mapped_field for mapped_field, fkey in keys.items()
              if mapped_field in fixed_field_keys or fkey in fixed_field_keys}
 
-    pos_key = keys["pos"]
+    pos_key = keys[K.POSITIONS]
     pos = np.asarray(arrays[pos_key])
     if pos.ndim == 2 and pos.shape[1] == 3:
         pos = pos[None]
@@ -204,7 +205,7 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     if n_frames == 0:
         raise DataError(f"{path}: key {pos_key!r} (pos) has no frames")
     pos = pos.astype(np.float64) * units.length_factor(length_unit)
-    _check_finite(pos, path, "pos", pos_key, True)
+    _check_finite(pos, path, K.POSITIONS, pos_key, True)
 
     def per_frame_or_fixed(field: str, frame_shape: Tuple[int, ...], what: str) -> Tuple[np.ndarray, bool]:
         key = keys[field]
@@ -222,7 +223,7 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
                         f"{pos_key!r} (pos) shape {tuple(pos.shape)}: expected {[n_frames, *frame_shape]} "
                         f"or {list(frame_shape)} for a fixed field ({what})")
 
-    z, z_fixed = per_frame_or_fixed("atomic_numbers", (n_atoms,), "atomic numbers")
+    z, z_fixed = per_frame_or_fixed(K.ATOMIC_NUMBERS, (n_atoms,), "atomic numbers")
     if not np.issubdtype(z.dtype, np.integer):
         if not (np.isfinite(z).all() and np.all(z == np.round(z))):
             raise DataError(f"{path}: key {keys['atomic_numbers']!r} (atomic_numbers) has non-integer values")
@@ -230,8 +231,8 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     types = _to_types(z, type_names, f"{path}: key {keys['atomic_numbers']!r} (atomic_numbers)")
 
     energy = None
-    if "total_energy" in keys:
-        ekey = keys["total_energy"]
+    if K.TOTAL_ENERGY in keys:
+        ekey = keys[K.TOTAL_ENERGY]
         energy = np.asarray(arrays[ekey])
         if energy.ndim == 2 and energy.shape[1] == 1:
             energy = energy[:, 0]
@@ -241,11 +242,11 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
             raise DataError(f"{path}: key {ekey!r} (total_energy) has shape {energy.shape}, expected "
                             f"[{n_frames}] or [{n_frames}, 1] to match {pos_key!r} (pos) shape {tuple(pos.shape)}")
         energy = energy.astype(np.float64) * units.energy_factor(energy_unit)
-        _check_finite(energy, path, "total_energy", ekey, True)
+        _check_finite(energy, path, K.TOTAL_ENERGY, ekey, True)
 
     forces = None
-    if "forces" in keys:
-        fkey = keys["forces"]
+    if K.FORCES in keys:
+        fkey = keys[K.FORCES]
         forces = np.asarray(arrays[fkey])
         if forces.ndim == 2 and n_frames == 1:
             forces = forces[None]
@@ -253,24 +254,24 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
             raise DataError(f"{path}: key {fkey!r} (forces) has shape {forces.shape}, but {pos_key!r} (pos) has "
                             f"shape {tuple(pos.shape)}; they must match")
         forces = forces.astype(np.float64) * units.force_factor(energy_unit, length_unit)
-        _check_finite(forces, path, "forces", fkey, True)
+        _check_finite(forces, path, K.FORCES, fkey, True)
 
     cell, cell_fixed = None, True
-    if "cell" in keys:
-        ckey = keys["cell"]
+    if K.CELL in keys:
+        ckey = keys[K.CELL]
         raw_cell = np.asarray(arrays[ckey])
         if raw_cell.shape == (3,) or (raw_cell.shape == (n_frames, 3) and n_frames != 3):
             arrays[ckey] = raw_cell[..., None] * np.eye(3)  # lengths of an orthorhombic box
-        cell, cell_fixed = per_frame_or_fixed("cell", (3, 3), "cell vectors as rows")
+        cell, cell_fixed = per_frame_or_fixed(K.CELL, (3, 3), "cell vectors as rows")
         cell = cell.astype(np.float64) * units.length_factor(length_unit)
-        _check_finite(cell, path, "cell", ckey, not cell_fixed)
+        _check_finite(cell, path, K.CELL, ckey, not cell_fixed)
     pbc, pbc_fixed = np.array([cell is not None] * 3), True
-    if "pbc" in keys:
-        raw_pbc = np.asarray(arrays[keys["pbc"]])
+    if K.PBC in keys:
+        raw_pbc = np.asarray(arrays[keys[K.PBC]])
         if raw_pbc.shape == ():
             raw_pbc = np.repeat(raw_pbc, 3)
-        arrays[keys["pbc"]] = raw_pbc
-        pbc, pbc_fixed = per_frame_or_fixed("pbc", (3,), "periodic flags")
+        arrays[keys[K.PBC]] = raw_pbc
+        pbc, pbc_fixed = per_frame_or_fixed(K.PBC, (3,), "periodic flags")
         pbc = pbc.astype(bool)
         if pbc.any() and cell is None:
             raise DataError(f"{path}: key {keys['pbc']!r} (pbc) says periodic but the file has no cell")
@@ -278,16 +279,16 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     frames: List[Frame] = []
     for f in range(n_frames):
         frame: Frame = {
-            "pos": pos[f],
-            "atomic_numbers": z if z_fixed else z[f],
-            "atom_types": types if z_fixed else types[f],
-            "cell": None if cell is None else (cell if cell_fixed else cell[f]),
-            "pbc": pbc if pbc_fixed else pbc[f],
+            K.POSITIONS: pos[f],
+            K.ATOMIC_NUMBERS: z if z_fixed else z[f],
+            K.ATOM_TYPES: types if z_fixed else types[f],
+            K.CELL: None if cell is None else (cell if cell_fixed else cell[f]),
+            K.PBC: pbc if pbc_fixed else pbc[f],
         }
         if energy is not None:
-            frame["total_energy"] = float(energy[f])
+            frame[K.TOTAL_ENERGY] = float(energy[f])
         if forces is not None:
-            frame["forces"] = forces[f]
+            frame[K.FORCES] = forces[f]
         frames.append(frame)
     return frames
 
@@ -329,8 +330,8 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     if not images:
         raise DataError(f"{path}: the file contains no frames")
     mapped = _check_key_mapping(key_mapping or {}, path)
-    e_keys = ([mapped["total_energy"]] if "total_energy" in mapped else []) + ["energy", "total_energy"]
-    f_keys = ([mapped["forces"]] if "forces" in mapped else []) + ["forces"]
+    e_keys = ([mapped[K.TOTAL_ENERGY]] if K.TOTAL_ENERGY in mapped else []) + ["energy", K.TOTAL_ENERGY]
+    f_keys = ([mapped[K.FORCES]] if K.FORCES in mapped else []) + [K.FORCES]
     efac, lfac = units.energy_factor(energy_unit), units.length_factor(length_unit)
     ffac = efac / lfac
 
@@ -338,24 +339,24 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     n_energy = n_forces = 0
     for idx, atoms in enumerate(images):
         where = f"{path}: frame {idx}"
-        if "pos" in mapped and mapped["pos"] != "positions":
-            if mapped["pos"] not in atoms.arrays:
+        if K.POSITIONS in mapped and mapped[K.POSITIONS] != "positions":
+            if mapped[K.POSITIONS] not in atoms.arrays:
                 raise DataError(f"{where}: per-atom key {mapped['pos']!r} (pos) not found; arrays: "
                                 f"{sorted(atoms.arrays)}")
-            pos = np.asarray(atoms.arrays[mapped["pos"]], dtype=np.float64)
+            pos = np.asarray(atoms.arrays[mapped[K.POSITIONS]], dtype=np.float64)
         else:
             pos = atoms.get_positions()
         pos = pos.astype(np.float64) * lfac
         z = np.asarray(atoms.numbers, dtype=np.int64)
-        if "atomic_numbers" in mapped and mapped["atomic_numbers"] not in ("numbers",):
-            if mapped["atomic_numbers"] not in atoms.arrays:
+        if K.ATOMIC_NUMBERS in mapped and mapped[K.ATOMIC_NUMBERS] not in ("numbers",):
+            if mapped[K.ATOMIC_NUMBERS] not in atoms.arrays:
                 raise DataError(f"{where}: per-atom key {mapped['atomic_numbers']!r} (atomic_numbers) not found; "
                                 f"arrays: {sorted(atoms.arrays)}")
-            z = np.asarray(atoms.arrays[mapped["atomic_numbers"]]).astype(np.int64)
+            z = np.asarray(atoms.arrays[mapped[K.ATOMIC_NUMBERS]]).astype(np.int64)
         types = _to_types(z, type_names, f"{where} (atomic numbers)")
         if not np.isfinite(pos).all():
             raise DataError(f"{path}: positions (pos) have NaN or inf values in frame {idx}")
-        frame: Frame = {"pos": pos, "atomic_numbers": z, "atom_types": types}
+        frame: Frame = {K.POSITIONS: pos, K.ATOMIC_NUMBERS: z, K.ATOM_TYPES: types}
 
         energy = None
         for key in e_keys:
@@ -373,7 +374,7 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
                 raise DataError(f"{where}: energy key {ekey!r} is not a number: {energy!r}") from None
             if not np.isfinite(energy):
                 raise DataError(f"{path}: key {ekey!r} (total_energy) has NaN or inf values in frame {idx}")
-            frame["total_energy"] = energy * efac
+            frame[K.TOTAL_ENERGY] = energy * efac
             n_energy += 1
 
         forces = None
@@ -381,8 +382,8 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
             if key in atoms.arrays:
                 forces, fkey = atoms.arrays[key], key
                 break
-            if key == "forces":
-                forces, fkey = _calc_result(atoms, "forces"), "forces"
+            if key == K.FORCES:
+                forces, fkey = _calc_result(atoms, K.FORCES), K.FORCES
                 if forces is not None:
                     break
         if forces is not None:
@@ -392,7 +393,7 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
                                 f"shape {pos.shape}")
             if not np.isfinite(forces).all():
                 raise DataError(f"{path}: key {fkey!r} (forces) has NaN or inf values in frame {idx}")
-            frame["forces"] = forces * ffac
+            frame[K.FORCES] = forces * ffac
             n_forces += 1
 
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
@@ -400,11 +401,11 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
         has_cell = bool(np.abs(cell).sum() > 0)
         if pbc.any() and not has_cell:
             raise DataError(f"{where}: pbc={pbc.tolist()} but the cell is zero")
-        frame["cell"] = cell * lfac if has_cell else None
-        frame["pbc"] = pbc
+        frame[K.CELL] = cell * lfac if has_cell else None
+        frame[K.PBC] = pbc
         frames.append(frame)
 
-    for field, count in (("total_energy", n_energy), ("forces", n_forces)):
+    for field, count in ((K.TOTAL_ENERGY, n_energy), (K.FORCES, n_forces)):
         if field in mapped and count == 0:
             info_keys = sorted(images[0].info)
             arr_keys = sorted(images[0].arrays)
@@ -494,7 +495,7 @@ class LoadedDataset:
             if i not in cache:
                 f = self.frames[i]
                 try:
-                    cache[i] = build_graph(f["pos"], r_max, f["cell"], f["pbc"])
+                    cache[i] = build_graph(f[K.POSITIONS], r_max, f[K.CELL], f[K.PBC])
                 except ValueError as e:
                     raise DataError(f"{self.config.file_name}: frame {i}: {e}") from e
             out.append(cache[i])

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .dataset import Frame
+from .. import keys as K
 
 __all__ = ["compute_statistics", "fit_energy_shifts", "pair_min_distances", "type_counts"]
 
@@ -15,7 +16,7 @@ def type_counts(frames: Sequence[Frame], num_types: int) -> np.ndarray:
     """[F, T] number of atoms of each type in each frame."""
     counts = np.zeros((len(frames), num_types), dtype=np.float64)
     for k, f in enumerate(frames):
-        counts[k] = np.bincount(np.asarray(f["atom_types"]), minlength=num_types)[:num_types]
+        counts[k] = np.bincount(np.asarray(f[K.ATOM_TYPES]), minlength=num_types)[:num_types]
     return counts
 
 
@@ -43,8 +44,8 @@ def pair_min_distances(frames: Sequence[Frame], graphs: Sequence[Any], num_types
     for f, (ei, shift) in zip(frames, graphs):
         if ei.shape[1] == 0:
             continue
-        pos = np.asarray(f["pos"], dtype=np.float64).reshape(-1, 3)
-        t = np.asarray(f["atom_types"])
+        pos = np.asarray(f[K.POSITIONS], dtype=np.float64).reshape(-1, 3)
+        t = np.asarray(f[K.ATOM_TYPES])
         r = np.linalg.norm(pos[ei[1]] - pos[ei[0]] + shift, axis=1)
         np.minimum.at(best, (t[ei[0]], t[ei[1]]), r)
     best = np.minimum(best, best.T)
@@ -61,8 +62,8 @@ def compute_statistics(frames: Sequence[Frame], num_types: int,
     ``pair_min_dist`` (:func:`pair_min_distances`).
     """
     counts = type_counts(frames, num_types)
-    has_e = np.array(["total_energy" in f for f in frames], dtype=bool)
-    energies = np.array([f.get("total_energy", np.nan) for f in frames], dtype=np.float64)
+    has_e = np.array([K.TOTAL_ENERGY in f for f in frames], dtype=bool)
+    energies = np.array([f.get(K.TOTAL_ENERGY, np.nan) for f in frames], dtype=np.float64)
     shifts = fit_energy_shifts(counts[has_e], energies[has_e])
     n_atoms = counts.sum(axis=1)
     if has_e.sum() >= 2:
@@ -73,9 +74,9 @@ def compute_statistics(frames: Sequence[Frame], num_types: int,
 
     sq, n = 0.0, 0
     for f in frames:
-        if "forces" in f:
-            sq += float(np.sum(np.square(f["forces"])))
-            n += np.size(f["forces"])
+        if K.FORCES in f:
+            sq += float(np.sum(np.square(f[K.FORCES])))
+            n += np.size(f[K.FORCES])
     force_rms = math.sqrt(sq / n) if n else resid_std
     if not (force_rms > 1e-12 and math.isfinite(force_rms)):
         force_rms = 1.0
@@ -83,7 +84,7 @@ def compute_statistics(frames: Sequence[Frame], num_types: int,
         "energy_per_atom_shift": [float(x) for x in shifts],
         "force_rms": float(force_rms),
         "energy_residual_std": resid_std,
-        "num_frames": int(len(frames)),
+        K.NUM_FRAMES: int(len(frames)),
         "num_atoms_mean": float(n_atoms.mean()) if len(frames) else 0.0,
     }
     if graphs is not None and len(graphs):

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..config import LossCoeffs
+from .. import keys as K
 
 __all__ = ["EnergyForceLoss", "MetricAccumulator", "METRIC_NAMES"]
 
@@ -17,20 +18,20 @@ METRIC_NAMES = ("e_mae", "e_rmse", "e_per_atom_mae", "e_per_atom_rmse", "f_mae",
 def _energy_errors(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(error per labelled frame [M], atoms per labelled frame [M], mask [B])."""
-    ref = batch["total_energy"]
+    ref = batch[K.TOTAL_ENERGY]
     mask = torch.isfinite(ref)
     err = out["energy"].reshape(-1)[mask] - ref[mask].to(out["energy"].dtype)
-    return err, batch["num_atoms"][mask].to(err.dtype), mask
+    return err, batch[K.NUM_ATOMS][mask].to(err.dtype), mask
 
 
 def _force_errors(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
                   ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """(errors of labelled atoms [M, 3], row mask [N]) or None when the model returned no forces."""
-    if out.get("forces") is None:
+    if out.get(K.FORCES) is None:
         return None
-    ref = batch["forces"]
+    ref = batch[K.FORCES]
     mask = torch.isfinite(ref).all(dim=-1)
-    return out["forces"][mask] - ref[mask].to(out["forces"].dtype), mask
+    return out[K.FORCES][mask] - ref[mask].to(out[K.FORCES].dtype), mask
 
 
 class EnergyForceLoss:
@@ -99,12 +100,12 @@ class MetricAccumulator:
         with torch.no_grad():
             e_err, n_at, e_mask = _energy_errors(out, batch)
             e_err, n_at = e_err.detach().double().cpu(), n_at.double().cpu()
-            e_ds = batch["dataset_id"][e_mask].cpu()
+            e_ds = batch[K.DATASET_ID][e_mask].cpu()
             fe = _force_errors(out, batch)
             if fe is not None:
                 f_err = fe[0].detach().double().cpu()
-                f_ds = batch["dataset_id"][batch["batch"][fe[1]]].cpu()
-            frame_ds = batch["dataset_id"].cpu()
+                f_ds = batch[K.DATASET_ID][batch[K.BATCH][fe[1]]].cpu()
+            frame_ds = batch[K.DATASET_ID].cpu()
             for ds, sums in [(None, self.total)] + list(enumerate(self.per)):
                 sel = slice(None) if ds is None else (e_ds == ds)
                 de, na = e_err[sel], n_at[sel]

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
+from .. import keys as K
 
 __all__ = ["DataParallel", "ParallelError"]
 
@@ -210,7 +211,7 @@ class DataParallel:
         """Every process stores the fixed points every other process just computed (warm starts)."""
         mine = None
         if batch is not None and out is not None and "sample_index" in batch:
-            mine = ({"sample_index": batch["sample_index"], "num_atoms": batch["num_atoms"]},
+            mine = ({"sample_index": batch["sample_index"], K.NUM_ATOMS: batch[K.NUM_ATOMS]},
                     {k: out[k].detach().cpu() for k in ("z", "u") if out.get(k) is not None})
         got: List[object] = [None] * self.world_size
         dist.all_gather_object(got, mine)

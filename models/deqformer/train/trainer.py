@@ -27,6 +27,7 @@ from .warm_start import FixedPointCache
 from .ema import ExponentialMovingAverage
 from .parallel import DataParallel, ParallelError, single_thread_blas
 from .loss import EnergyForceLoss, MetricAccumulator
+from .. import keys as K
 
 __all__ = ["Trainer", "TrainingError", "csv_columns", "apply_num_threads_env"]
 
@@ -250,7 +251,7 @@ class Trainer:
                    file=sys.stderr, dynamic_ncols=True)
         for k, batch in enumerate(bar):
             batch = batch_to(batch, self.device)
-            want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
+            want_forces = self.loss_fn.needs_forces and bool(batch[K.HAS_FORCES].any())
             out = self._forward(model, batch, want_forces, self.train_cache)
             loss, _ = self.loss_fn(out, batch)
             if "aux_loss" in out:        # the model's own regulariser (e.g. DEQ Jacobian penalty)
@@ -297,11 +298,11 @@ class Trainer:
             lv, ok = 0.0, True
             if batch is not None:
                 batch = batch_to(batch, self.device)
-                want_forces = self.loss_fn.needs_forces and bool(batch["has_forces"].any())
+                want_forces = self.loss_fn.needs_forces and bool(batch[K.HAS_FORCES].any())
                 out = self._forward(model, batch, want_forces, self.train_cache)
                 loss, _ = self.loss_fn(out, batch, counts)
                 if "aux_loss" in out:    # the regulariser is a mean: weight this part by its share of frames
-                    loss = loss + out["aux_loss"] * (float(batch["num_frames"]) / counts[2])
+                    loss = loss + out["aux_loss"] * (float(batch[K.NUM_FRAMES]) / counts[2])
                 ok = bool(torch.isfinite(loss))
                 if ok:
                     loss.backward()
@@ -377,7 +378,7 @@ class Trainer:
             if batch is not None:
                 batch = batch_to(batch, self.device)
                 with torch.enable_grad():
-                    out = self._forward(model, batch, bool(batch["has_forces"].any()), self.val_cache)
+                    out = self._forward(model, batch, bool(batch[K.HAS_FORCES].any()), self.val_cache)
                 out = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in out.items()}
                 acc.update(out, batch)
             if par is not None and self.cfg.solver_warm_start:

@@ -7,6 +7,7 @@ start only; the solve still runs to the same tolerance.
 from typing import Dict, Optional, Tuple
 
 import torch
+from .. import keys as K
 
 
 class FixedPointCache:
@@ -24,7 +25,7 @@ class FixedPointCache:
     @staticmethod
     def _keys(batch) -> Tuple[list, list]:
         keys = [int(k) for k in batch["sample_index"].tolist()]
-        sizes = [int(n) for n in batch["num_atoms"].tolist()]
+        sizes = [int(n) for n in batch[K.NUM_ATOMS].tolist()]
         return keys, sizes
 
     def _gather(self, store: Dict[int, torch.Tensor], batch, like: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -32,9 +33,9 @@ class FixedPointCache:
             return None
         keys, sizes = self._keys(batch)
         d = next(iter(store.values())).shape[1]
-        dtype = batch["pos"].dtype
+        dtype = batch[K.POSITIONS].dtype
         rows = [store[k].to(dtype) if k in store else torch.zeros(n, d, dtype=dtype) for k, n in zip(keys, sizes)]
-        return torch.cat(rows, dim=0).to(batch["pos"].device)
+        return torch.cat(rows, dim=0).to(batch[K.POSITIONS].device)
 
     def gather(self, batch) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         return self._gather(self.z, batch, None), self._gather(self.u, batch, None)
