@@ -459,31 +459,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     if unknown and warn_unknown:
         warnings.warn("deqformer ignores these config keys (model hyper-parameters belong in the 'model:' "
                       "block): " + ", ".join(unknown), ConfigWarning, stacklevel=2)
-
-    # datasets
-    if raw.get("datasets") is not None:
-        blocks = raw["datasets"]
-        if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
-            raise _bad("datasets", blocks, "a non-empty list of dataset blocks (mappings)")
-        if raw.get("dataset_file_name") is not None:
-            raise ConfigError("give either 'datasets' (a list of blocks) or a top-level 'dataset_file_name', "
-                              "not both")
-        datasets = []
-        for i, b in enumerate(blocks):
-            extra = sorted(set(b) - _DATASET_KEYS)
-            if extra and warn_unknown:
-                warnings.warn(f"datasets[{i}]: ignoring unknown keys {extra}", ConfigWarning, stacklevel=2)
-            datasets.append(parse_dataset_block(b, raw, base_dir, i))
-    else:
-        datasets = [parse_dataset_block(raw, raw, base_dir, 0)]
-    seen: Dict[str, int] = {}
-    for ds in datasets:  # unique names (used as CSV column suffixes)
-        if ds.name in seen:
-            seen[ds.name] += 1
-            ds.name = f"{ds.name}_{seen[ds.name]}"
-        else:
-            seen[ds.name] = 0
-
+    datasets = _parse_datasets(raw, base_dir, warn_unknown)
     type_names = _parse_type_names(raw)
     if raw.get("r_max") is None:
         raise ConfigError("config key 'r_max' is required: the cutoff radius in Angstrom, e.g. 5.0")
@@ -496,6 +472,44 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
         raise _bad("model", model, "a mapping of model hyper-parameters")
 
     cfg = TrainConfig(datasets=datasets, type_names=type_names, r_max=r_max, model=copy.deepcopy(model))
+    _parse_optimisation(cfg, raw)
+    _parse_schedule(cfg, raw)
+    _parse_run(cfg, raw, base_dir)
+    cfg.config_path = Path(config_path).resolve() if config_path is not None else None
+    cfg.raw = copy.deepcopy(raw)
+    cfg.ignored_keys = unknown
+    return cfg
+
+
+def _parse_datasets(raw: Dict[str, Any], base_dir: Path, warn_unknown: bool) -> List[DatasetConfig]:
+    """The dataset blocks (a ``datasets:`` list, or nequip's top-level keys), with unique names."""
+    if raw.get("datasets") is not None:
+        blocks = raw["datasets"]
+        if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
+            raise _bad("datasets", blocks, "a non-empty list of dataset blocks (mappings)")
+        if raw.get("dataset_file_name") is not None:
+            raise ConfigError("give either 'datasets' (a list of blocks) or a top-level 'dataset_file_name', "
+                              "not both")
+        datasets = []
+        for i, b in enumerate(blocks):
+            extra = sorted(set(b) - _DATASET_KEYS)
+            if extra and warn_unknown:
+                warnings.warn(f"datasets[{i}]: ignoring unknown keys {extra}", ConfigWarning, stacklevel=3)
+            datasets.append(parse_dataset_block(b, raw, base_dir, i))
+    else:
+        datasets = [parse_dataset_block(raw, raw, base_dir, 0)]
+    seen: Dict[str, int] = {}
+    for ds in datasets:  # unique names (used as CSV column suffixes)
+        if ds.name in seen:
+            seen[ds.name] += 1
+            ds.name = f"{ds.name}_{seen[ds.name]}"
+        else:
+            seen[ds.name] = 0
+    return datasets
+
+
+def _parse_optimisation(cfg: TrainConfig, raw: Dict[str, Any]) -> None:
+    """Batches, learning rate, epochs, seeds, loss, dtypes, EMA, optimiser, warm starts, processes."""
     get = raw.get
     cfg.batch_size = _as_int("batch_size", get("batch_size", cfg.batch_size), minimum=1)
     cfg.validation_batch_size = _as_int("validation_batch_size", get("validation_batch_size", cfg.batch_size),
@@ -526,6 +540,11 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     cfg.train_processes = _as_int("train_processes", get("train_processes", 1), minimum=1)
     if cfg.train_processes > 64:
         raise _bad("train_processes", cfg.train_processes, "at most 64 (one process per CPU core)")
+
+
+def _parse_schedule(cfg: TrainConfig, raw: Dict[str, Any]) -> None:
+    """Learning-rate scheduler and early-stopping rules."""
+    get = raw.get
     cfg.lr_scheduler_name = _as_choice("lr_scheduler_name", get("lr_scheduler_name", "none"), _SCHEDULERS)
     cfg.lr_scheduler_patience = _as_int("lr_scheduler_patience", get("lr_scheduler_patience", 10), minimum=0)
     cfg.lr_scheduler_factor = _as_float("lr_scheduler_factor", get("lr_scheduler_factor", 0.5), positive=True)
@@ -547,7 +566,7 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     for k, v in esp.items():
         if k not in ("validation_loss", "train_loss"):
             warnings.warn(f"early_stopping_patiences: ignoring {k!r} (supported: validation_loss, train_loss)",
-                          ConfigWarning, stacklevel=2)
+                          ConfigWarning, stacklevel=3)
             continue
         cfg.early_stopping_patiences[k] = _as_int("early_stopping_patiences", v, ctx=f"entry {k!r}", minimum=1)
     esl = get("early_stopping_lower_bounds") or {}
@@ -556,11 +575,15 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
     for k, v in esl.items():
         if k != "LR":
             warnings.warn(f"early_stopping_lower_bounds: ignoring {k!r} (supported: LR)", ConfigWarning,
-                          stacklevel=2)
+                          stacklevel=3)
             continue
         cfg.early_stopping_lower_bounds[k] = _as_float("early_stopping_lower_bounds", v, ctx="entry 'LR'",
                                                        nonneg=True)
 
+
+def _parse_run(cfg: TrainConfig, raw: Dict[str, Any], base_dir: Path) -> None:
+    """Where the run goes, its time limit, device and initial weights."""
+    get = raw.get
     root = Path(_as_str("root", get("root", "results"))).expanduser()
     cfg.root = root if root.is_absolute() else (base_dir / root).resolve()
     cfg.run_name = _as_str("run_name", get("run_name", "deqformer"))
@@ -576,10 +599,6 @@ def parse_config(raw: Mapping[str, Any], base_dir: Union[str, Path] = ".",
             raise _bad("initial_model_state", str(init), "the path of a deqformer checkpoint (best.pth / last.pth) "
                        f"to start from; {cfg.initial_model_state} does not exist")
     cfg.initial_model_state_strict = _as_bool("initial_model_state_strict", get("initial_model_state_strict", True))
-    cfg.config_path = Path(config_path).resolve() if config_path is not None else None
-    cfg.raw = copy.deepcopy(raw)
-    cfg.ignored_keys = unknown
-    return cfg
 
 
 def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -439,25 +439,62 @@ class Trainer:
             # which is only safe before an OpenMP thread pool exists)
             torch.set_num_threads(1)
             single_thread_blas()
+        ckpt = self._open_run_dir()
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
+        names, train_loader, val_loader = self._load_data()
+        stats, model_cfg, init_state = self._statistics(ckpt, train_loader)
+        model = self._build_model(model_cfg, stats, init_state)
+        optimizer = self._make_optimizer(model)
+        scheduler = self._make_scheduler(optimizer)
+        ema = ExponentialMovingAverage(model, cfg.ema_decay, cfg.ema_use_num_updates) if cfg.use_ema else None
+        state = {"best_metric": math.inf, "best_epoch": 0, "best_train_loss": math.inf, "best_train_epoch": 0,
+                 "wall_time_s": 0.0}
+        start_epoch = self._restore(ckpt, model, optimizer, scheduler, ema, state) if ckpt is not None else 0
+        metrics = self._open_metrics(names, resumed_epoch=start_epoch if ckpt is not None else None)
+
+        n_proc = int(cfg.train_processes)
+        if n_proc > 1:
+            self._start_processes(n_proc, model, optimizer, ema, train_loader, val_loader, names, start_epoch)
+        loop = _Loop(model, optimizer, scheduler, ema, train_loader, val_loader, names, stats, model_cfg, state,
+                     metrics, start_epoch, t_start)
+        try:
+            epoch, stop_reason = self._epochs(loop)
+        except BaseException as e:
+            self._abort_processes(e)
+            raise
+        self._stop_processes()
+
+        last_path = self.run_dir / "last.pth"
+        if epoch == start_epoch and not last_path.exists():
+            # max_epochs == 0 (or already reached): still leave a loadable checkpoint
+            save_checkpoint(self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg), last_path)
+        self.log(f"stopped after epoch {epoch}: {stop_reason}; best validation loss {state['best_metric']:.6g} at "
+                 f"epoch {state['best_epoch']}; checkpoints in {self.run_dir}")
+        return {"run_dir": str(self.run_dir), "last_epoch": epoch, "epochs_run": epoch - start_epoch,
+                "best_epoch": state["best_epoch"], "best_val_loss": state["best_metric"], "stop_reason": stop_reason,
+                "stats": stats}
+
+    # ------------------------------------------------------------------ the steps of run()
+
+    def _open_run_dir(self) -> Optional[Dict[str, Any]]:
+        """Create the run folder; the checkpoint to resume from (None for a new run)."""
         run_dir = self.run_dir
-        last_path, best_path = run_dir / "last.pth", run_dir / "best.pth"
-        ckpt = None
-        init_state = None
+        last_path = run_dir / "last.pth"
         if last_path.exists() and not self.resume:
             raise TrainingError(f"run directory {run_dir} already holds a run (last.pth); use --resume to continue "
                                 f"it, or choose another run_name / root")
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume:
             if last_path.exists():
-                ckpt = load_checkpoint(last_path)
-            else:
-                self.log(f"--resume: no {last_path} yet, starting a new run")
+                return load_checkpoint(last_path)
+            self.log(f"--resume: no {last_path} yet, starting a new run")
+        return None
 
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        random.seed(cfg.seed)
-
-        # data
+    def _load_data(self):
+        """(dataset names, training loader, validation loader)."""
+        cfg = self.cfg
         t0 = time.time()
         datasets: List[LoadedDataset] = load_datasets(cfg, require=("train", "val"))
         names = [d.name for d in datasets]
@@ -468,9 +505,15 @@ class Trainer:
                                    seed=cfg.seed)
         val_loader = make_loader(datasets, "val", cfg.r_max, cfg.validation_batch_size, self.dtype)
         self.log(f"loaded data and built graphs in {time.time() - t0:.1f} s")
+        return names, train_loader, val_loader
 
-        # statistics and model
+    def _statistics(self, ckpt: Optional[Dict[str, Any]], train_loader):
+        """(dataset statistics, model block, initial weights or None): the checkpoint's when resuming, those
+        of initial_model_state when fine-tuning, else computed from the training frames."""
+        cfg = self.cfg
+        init_state = None
         if ckpt is not None:
+            last_path = self.run_dir / "last.pth"
             if list(ckpt["type_names"]) != list(cfg.type_names) or float(ckpt["r_max"]) != float(cfg.r_max):
                 raise TrainingError(f"{last_path} was trained with type_names={ckpt['type_names']}, "
                                     f"r_max={ckpt['r_max']}; the config has {cfg.type_names}, {cfg.r_max}")
@@ -488,6 +531,10 @@ class Trainer:
             stats = compute_statistics(train_loader.frames, len(cfg.type_names), train_loader.graphs)
             model_cfg = cfg.model
         self.log("statistics: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+        return stats, model_cfg, init_state
+
+    def _build_model(self, model_cfg, stats, init_state) -> torch.nn.Module:
+        cfg = self.cfg
         builder = self._builder()
         with _default_dtype(torch.float64 if cfg.default_dtype == "float64" else torch.float32):
             try:
@@ -506,147 +553,174 @@ class Trainer:
         self.model = model
         n_params = sum(p.numel() for p in model.parameters())
         self.log(f"model: {type(model).__name__}, {n_params} parameters, {cfg.model_dtype}, device {self.device}")
-        optimizer = self._make_optimizer(model)
-        scheduler = self._make_scheduler(optimizer)
-        ema = ExponentialMovingAverage(model, cfg.ema_decay, cfg.ema_use_num_updates) if cfg.use_ema else None
+        return model
 
-        state = {"best_metric": math.inf, "best_epoch": 0, "best_train_loss": math.inf, "best_train_epoch": 0,
-                 "wall_time_s": 0.0}
-        start_epoch = 0
-        if ckpt is not None:
-            model.load_state_dict(ckpt["model_state"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None and ckpt.get("scheduler") is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            if ema is not None and ckpt.get("ema_state") is not None:
-                ema.load_state_dict(ckpt["ema_state"])
-            caches = ckpt.get("fixed_point_cache") or {}
-            self.train_cache.load_state_dict(caches.get("train"))
-            self.val_cache.load_state_dict(caches.get("val"))
-            for k in state:
-                state[k] = ckpt[k]
-            start_epoch = int(ckpt["epoch"])
-            self._set_rng_state(ckpt["rng"])
-            self.log(f"resumed from {last_path} after epoch {start_epoch} (best val loss {state['best_metric']:.6g} "
-                     f"at epoch {state['best_epoch']})")
+    def _restore(self, ckpt: Dict[str, Any], model, optimizer, scheduler, ema, state: Dict[str, Any]) -> int:
+        """Load a checkpoint's weights, optimiser, schedule, EMA, fixed points, counters and random state;
+        returns its epoch."""
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None and ckpt.get("ema_state") is not None:
+            ema.load_state_dict(ckpt["ema_state"])
+        caches = ckpt.get("fixed_point_cache") or {}
+        self.train_cache.load_state_dict(caches.get("train"))
+        self.val_cache.load_state_dict(caches.get("val"))
+        for k in state:
+            state[k] = ckpt[k]
+        start_epoch = int(ckpt["epoch"])
+        self._set_rng_state(ckpt["rng"])
+        self.log(f"resumed from {self.run_dir / 'last.pth'} after epoch {start_epoch} (best val loss "
+                 f"{state['best_metric']:.6g} at epoch {state['best_epoch']})")
+        return start_epoch
 
+    def _open_metrics(self, names: Sequence[str], resumed_epoch: Optional[int]):
+        """Write the resolved config; start metrics_epoch.csv (or keep its rows up to a resumed epoch).
+        Returns (csv path, columns)."""
+        run_dir = self.run_dir
         with open(run_dir / "config.yaml", "w") as f:
-            yaml.safe_dump(json.loads(json.dumps(cfg.resolved_raw(), default=str)), f, sort_keys=False)
+            yaml.safe_dump(json.loads(json.dumps(self.cfg.resolved_raw(), default=str)), f, sort_keys=False)
         csv_path = run_dir / "metrics_epoch.csv"
         columns = csv_columns(names)
-        if ckpt is not None:
-            self._csv_rows_keep(csv_path, start_epoch)
-        if not csv_path.exists() or ckpt is None:
+        if resumed_epoch is not None:
+            self._csv_rows_keep(csv_path, resumed_epoch)
+        if not csv_path.exists() or resumed_epoch is None:
             with open(csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(columns)
+        return csv_path, columns
 
-        n_proc = int(cfg.train_processes)
-        if n_proc > 1:
-            self._start_processes(n_proc, model, optimizer, ema, train_loader, val_loader, names, start_epoch)
-        try:
-            stop_reason = "max_epochs"
-            epoch = start_epoch
-            wall_base = state["wall_time_s"]
-            t_loop = time.time()
-            wall_prev = wall_base
-            for epoch in range(start_epoch + 1, cfg.max_epochs + 1):
-                tr = self.train_epoch(epoch, model, optimizer, ema, train_loader, names)
-                if ema is not None:
-                    with ema.average_parameters(model):
-                        va = self.validate(model, val_loader, names)
-                else:
-                    va = self.validate(model, val_loader, names)
-                lr = optimizer.param_groups[0]["lr"]
-                val_loss = float(va["loss"])
-                if isinstance(scheduler, TimeBudgetCosine):
-                    # re-fit the cosine's length to the time left, from the mean epoch duration so far
-                    done_s = time.time() - t_loop
-                    t_max = self._auto_t_max(epoch, done_s / (epoch - start_epoch), time.time() - t_start)
-                    if t_max != scheduler.t_max:
-                        self.log(f"lr_scheduler_T_max: auto -> {t_max} epochs fit in {self.max_time_minutes:g} minutes")
-                    scheduler.t_max = t_max
-                if scheduler is not None:
-                    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                        scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
-                    else:
-                        scheduler.step()
-                improved = math.isfinite(val_loss) and val_loss < state["best_metric"]
-                if improved:
-                    state["best_metric"], state["best_epoch"] = val_loss, epoch
-                train_loss = float(tr["mean_batch_loss"])
-                if math.isfinite(train_loss) and train_loss < state["best_train_loss"]:
-                    state["best_train_loss"], state["best_train_epoch"] = train_loss, epoch
-                state["wall_time_s"] = wall_base + (time.time() - t_loop)
-
-                row = {"epoch": epoch, "wall_time_s": state["wall_time_s"], "lr": lr, "train_loss": train_loss,
-                       "train_e_mae": tr["e_mae"], "train_f_mae": tr["f_mae"], "val_loss": val_loss,
-                       "val_e_mae": va["e_mae"], "val_f_mae": va["f_mae"], "val_e_rmse": va["e_rmse"],
-                       "val_f_rmse": va["f_rmse"], "mean_solver_iters": tr["solver_iters_mean"],
-                       "val_mean_solver_iters": va["solver_iters_mean"]}
-                for name, m in va["per_dataset"].items():
-                    row[f"val_e_mae_{name}"], row[f"val_f_mae_{name}"] = m["e_mae"], m["f_mae"]
-                with open(csv_path, "a", newline="") as f:
-                    csv.writer(f).writerow([_fmt(row.get(c, math.nan)) for c in columns])
-
-                payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
-                save_checkpoint(payload, last_path)
-                if improved:
-                    save_checkpoint(payload, best_path)
-
-                skipped = f", skipped {tr['skipped_batches']} non-finite batches" if tr["skipped_batches"] else ""
-                self.log(f"epoch {epoch:4d} | lr {lr:.3g} | train loss {train_loss:.5g} | val loss {val_loss:.5g} | "
-                         f"val E MAE {1e3 * va['e_mae']:.2f} meV  F MAE {1e3 * va['f_mae']:.2f} meV/A | "
-                         f"iters {tr['solver_iters_mean']:.1f} | {state['wall_time_s']:.0f} s"
-                         f"{' *' if improved else ''}{skipped}")
-
-                # stopping rules (checked after the checkpoint is safely written)
-                stop_now = None
-                pat = cfg.early_stopping_patiences
-                epoch_s = state["wall_time_s"] - wall_prev
-                wall_prev = state["wall_time_s"]
-                lr_now = optimizer.param_groups[0]["lr"]
-                if "validation_loss" in pat and epoch - state["best_epoch"] >= pat["validation_loss"]:
-                    stop_now = f"early stopping: validation loss did not improve for {pat['validation_loss']} epochs"
-                elif "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
-                    stop_now = f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
-                elif "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
-                    stop_now = f"early stopping: learning rate {lr_now:.3g} below the lower bound"
-                elif self.max_time_minutes is not None:
-                    # stop before an epoch that would end past the limit (the last one's duration, +10 %,
-                    # predicts it: epochs vary by a few per cent)
-                    left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
-                    if left_s < 1.1 * epoch_s:
-                        stop_now = (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
-                                    f"less than an epoch ({epoch_s:.0f} s)")
-                if self.parallel is not None:
-                    self.parallel.send_control(optimizer, stop_now is not None)
-                if stop_now is not None:
-                    stop_reason = stop_now
-                    break
+    def _epochs(self, r: "_Loop"):
+        """The epoch loop; returns (last epoch, why it stopped)."""
+        cfg = self.cfg
+        state = r.state
+        stop_reason = "max_epochs"
+        epoch = r.start_epoch
+        wall_base = state["wall_time_s"]
+        t_loop = time.time()
+        wall_prev = wall_base
+        for epoch in range(r.start_epoch + 1, cfg.max_epochs + 1):
+            tr = self.train_epoch(epoch, r.model, r.optimizer, r.ema, r.train_loader, r.names)
+            if r.ema is not None:
+                with r.ema.average_parameters(r.model):
+                    va = self.validate(r.model, r.val_loader, r.names)
             else:
-                epoch = max(epoch, start_epoch)
-        except BaseException as e:
+                va = self.validate(r.model, r.val_loader, r.names)
+            lr = r.optimizer.param_groups[0]["lr"]
+            val_loss = float(va["loss"])
+            self._step_scheduler(r, epoch, val_loss, (time.time() - t_loop) / (epoch - r.start_epoch))
+            improved = math.isfinite(val_loss) and val_loss < state["best_metric"]
+            if improved:
+                state["best_metric"], state["best_epoch"] = val_loss, epoch
+            train_loss = float(tr["mean_batch_loss"])
+            if math.isfinite(train_loss) and train_loss < state["best_train_loss"]:
+                state["best_train_loss"], state["best_train_epoch"] = train_loss, epoch
+            state["wall_time_s"] = wall_base + (time.time() - t_loop)
+            self._write_metrics(r.metrics, epoch, state, lr, train_loss, tr, val_loss, va)
+
+            payload = self._payload(r.model, r.optimizer, r.scheduler, r.ema, epoch, state, r.stats, r.model_cfg)
+            save_checkpoint(payload, self.run_dir / "last.pth")
+            if improved:
+                save_checkpoint(payload, self.run_dir / "best.pth")
+
+            skipped = f", skipped {tr['skipped_batches']} non-finite batches" if tr["skipped_batches"] else ""
+            self.log(f"epoch {epoch:4d} | lr {lr:.3g} | train loss {train_loss:.5g} | val loss {val_loss:.5g} | "
+                     f"val E MAE {1e3 * va['e_mae']:.2f} meV  F MAE {1e3 * va['f_mae']:.2f} meV/A | "
+                     f"iters {tr['solver_iters_mean']:.1f} | {state['wall_time_s']:.0f} s"
+                     f"{' *' if improved else ''}{skipped}")
+
+            # stopping rules (checked after the checkpoint is safely written)
+            epoch_s = state["wall_time_s"] - wall_prev
+            wall_prev = state["wall_time_s"]
+            stop_now = self._stop_reason(epoch, state, r.optimizer, epoch_s, r.t_start)
             if self.parallel is not None:
-                failed = self.parallel.failed_workers() if isinstance(e, RuntimeError) else []
-                self.parallel.stop(kill=True)
-                self.parallel = None
-                if failed:
-                    raise TrainingError("training process " + ", ".join(f"{r} failed (exit code {c})" for r, c in failed)
-                                        + "; its traceback is above; last.pth holds the last finished epoch "
-                                          "(--resume)") from e
-            raise
+                self.parallel.send_control(r.optimizer, stop_now is not None)
+            if stop_now is not None:
+                stop_reason = stop_now
+                break
+        else:
+            epoch = max(epoch, r.start_epoch)
+        return epoch, stop_reason
+
+    def _step_scheduler(self, r: "_Loop", epoch: int, val_loss: float, mean_epoch_s: float) -> None:
+        scheduler = r.scheduler
+        if isinstance(scheduler, TimeBudgetCosine):
+            # re-fit the cosine's length to the time left, from the mean epoch duration so far
+            t_max = self._auto_t_max(epoch, mean_epoch_s, time.time() - r.t_start)
+            if t_max != scheduler.t_max:
+                self.log(f"lr_scheduler_T_max: auto -> {t_max} epochs fit in {self.max_time_minutes:g} minutes")
+            scheduler.t_max = t_max
+        if scheduler is not None:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+            else:
+                scheduler.step()
+
+    @staticmethod
+    def _write_metrics(metrics, epoch: int, state, lr: float, train_loss: float, tr, val_loss: float, va) -> None:
+        csv_path, columns = metrics
+        row = {"epoch": epoch, "wall_time_s": state["wall_time_s"], "lr": lr, "train_loss": train_loss,
+               "train_e_mae": tr["e_mae"], "train_f_mae": tr["f_mae"], "val_loss": val_loss,
+               "val_e_mae": va["e_mae"], "val_f_mae": va["f_mae"], "val_e_rmse": va["e_rmse"],
+               "val_f_rmse": va["f_rmse"], "mean_solver_iters": tr["solver_iters_mean"],
+               "val_mean_solver_iters": va["solver_iters_mean"]}
+        for name, m in va["per_dataset"].items():
+            row[f"val_e_mae_{name}"], row[f"val_f_mae_{name}"] = m["e_mae"], m["f_mae"]
+        with open(csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c, math.nan)) for c in columns])
+
+    def _stop_reason(self, epoch: int, state, optimizer, epoch_s: float, t_start: float) -> Optional[str]:
+        """Why training stops after this epoch (early stopping or the time limit), or None."""
+        cfg = self.cfg
+        pat = cfg.early_stopping_patiences
+        lr_now = optimizer.param_groups[0]["lr"]
+        if "validation_loss" in pat and epoch - state["best_epoch"] >= pat["validation_loss"]:
+            return f"early stopping: validation loss did not improve for {pat['validation_loss']} epochs"
+        if "train_loss" in pat and epoch - state["best_train_epoch"] >= pat["train_loss"]:
+            return f"early stopping: training loss did not improve for {pat['train_loss']} epochs"
+        if "LR" in cfg.early_stopping_lower_bounds and lr_now < cfg.early_stopping_lower_bounds["LR"]:
+            return f"early stopping: learning rate {lr_now:.3g} below the lower bound"
+        if self.max_time_minutes is not None:
+            # stop before an epoch that would end past the limit (the last one's duration, +10 %,
+            # predicts it: epochs vary by a few per cent)
+            left_s = 60.0 * self.max_time_minutes - (time.time() - t_start)
+            if left_s < 1.1 * epoch_s:
+                return (f"time limit of {self.max_time_minutes:g} minutes: {max(left_s, 0.0):.0f} s left, "
+                        f"less than an epoch ({epoch_s:.0f} s)")
+        return None
+
+    def _abort_processes(self, e: BaseException) -> None:
+        """After an exception in process 0: kill the training processes, naming any that failed."""
+        if self.parallel is None:
+            return
+        failed = self.parallel.failed_workers() if isinstance(e, RuntimeError) else []
+        self.parallel.stop(kill=True)
+        self.parallel = None
+        if failed:
+            raise TrainingError("training process " + ", ".join(f"{r} failed (exit code {c})" for r, c in failed)
+                                + "; its traceback is above; last.pth holds the last finished epoch "
+                                  "(--resume)") from e
+
+    def _stop_processes(self) -> None:
         if self.parallel is not None:
             codes = self.parallel.stop()
             self.parallel = None
             if any(codes):
                 raise TrainingError(f"a training process failed (exit codes {codes}); see its traceback above")
 
-        if epoch == start_epoch and not last_path.exists():
-            # max_epochs == 0 (or already reached): still leave a loadable checkpoint
-            payload = self._payload(model, optimizer, scheduler, ema, epoch, state, stats, model_cfg)
-            save_checkpoint(payload, last_path)
-        self.log(f"stopped after epoch {epoch}: {stop_reason}; best validation loss {state['best_metric']:.6g} at "
-                 f"epoch {state['best_epoch']}; checkpoints in {run_dir}")
-        return {"run_dir": str(run_dir), "last_epoch": epoch, "epochs_run": epoch - start_epoch,
-                "best_epoch": state["best_epoch"], "best_val_loss": state["best_metric"], "stop_reason": stop_reason,
-                "stats": stats}
+
+class _Loop(NamedTuple):
+    """What the epoch loop works on."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: Optional[ExponentialMovingAverage]
+    train_loader: Any
+    val_loader: Any
+    names: Sequence[str]
+    stats: Dict[str, Any]
+    model_cfg: Dict[str, Any]
+    state: Dict[str, Any]
+    metrics: Any
+    start_epoch: int
+    t_start: float
