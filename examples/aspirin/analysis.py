@@ -5,7 +5,9 @@
   temperature.png   temperature through NVT and NVE
   iterations.png    solver iterations per MD step, cold start vs reuse of the previous fixed point
   force_parity.png  predicted vs reference forces on held-out frames (exact adjoint forces)
-  bonds.png         bond-length and C-C-C angle distributions, LAMMPS MD vs the reference trajectory
+  bonds.png         bond-length and C-C-C angle distributions: LAMMPS NVE vs GFN2-xTB NVE from the same
+                    microstate (out/xtb_nve.npz from xtb_reference.py) and vs the data's test frames
+  vdos.png          vibrational density of states of both NVE runs, with the O-H and C=O stretch peaks
   summary.json      the numbers behind them
 usage: analysis.py OUT_DIR [--model OUT_DIR/aspirin.pt] [--test-npz OUT_DIR/data/aspirin_test_md.npz]
 """
@@ -20,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from box_analysis import read_dump  # noqa: E402
+from vibrations import stretch_frequencies, stretch_pairs, vdos  # noqa: E402
 
 SYMBOL = {1: "H", 6: "C", 8: "O"}
 LAMMPS_TYPES = {1: 1, 2: 6, 3: 8}       # data files: 1=H 2=C 3=O
@@ -77,6 +80,7 @@ def main():
     ap.add_argument("--model", default=None)
     ap.add_argument("--test-npz", default=None)
     ap.add_argument("--parity-frames", type=int, default=150)
+    ap.add_argument("--timestep-fs", type=float, default=0.5, help="the MD timestep of in.aspirin")
     a = ap.parse_args()
     out = a.out
     model = a.model or os.path.join(out, "aspirin.pt")
@@ -139,6 +143,13 @@ def main():
         summary["iters_reuse_forward"] = float(nvt[1:n, 6].mean())
         summary["iters_reuse_adjoint"] = float(nvt[1:n, 7].mean())
 
+    # cold single-frame solves and the contraction of the fixed-point map (deqformer-evaluate --fixed-point-frames)
+    eval_path = os.path.join(out, "eval_test.json")
+    if os.path.exists(eval_path):
+        fp = json.load(open(eval_path)).get("fixed_point")
+        if fp:
+            summary["fixed_point_test_frames"] = fp
+
     # force parity with the deployed model on held-out frames
     if os.path.exists(model) and os.path.exists(test_npz):
         import torch
@@ -175,31 +186,77 @@ def main():
         ax[1].set_title(f"energy MAE {1000 * np.abs(ep - er).mean():.1f} meV")
         fig.tight_layout(); fig.savefig(os.path.join(out, "force_parity.png"), dpi=110); plt.close(fig)
 
-    # geometry distributions: LAMMPS MD vs reference trajectory
+    # geometry and vibrations: the LAMMPS NVE run against GFN2-xTB NVE from the same microstate
+    # (xtb_reference.py), and, for context, against the test trajectory of the data
     traj_path = os.path.join(out, "md_reuse.lammpstrj")
+    ref_path = os.path.join(out, "xtb_nve.npz")
     if os.path.exists(traj_path) and os.path.exists(test_npz):
-        traj, types = read_lammpstrj(traj_path)
+        steps, _, frames, types = read_dump(traj_path, ("x", "y", "z", "vx", "vy", "vz"))
+        traj, vel = frames[:, :, :3], frames[:, :, 3:]
+        dt_fs = float(steps[1] - steps[0]) * a.timestep_fs if len(steps) > 1 else a.timestep_fs
         d = np.load(test_npz)
         zl = np.array([LAMMPS_TYPES[t] for t in types])
-        zr = d["nuclear_charges"]
         # the LAMMPS data file and the npz list atoms in the same order (O O O O C x9 H x8)
-        assert (zl == zr).all(), "atom order of the LAMMPS data file differs from the reference"
-        ref = d["coords"]
-        md = geometry_samples(zl, traj, ref[0])
-        rf = geometry_samples(zr, ref, ref[0])
+        assert (zl == d["nuclear_charges"]).all(), "atom order of the LAMMPS data file differs from the reference"
+        ref0 = d["coords"][0]
+        md = geometry_samples(zl, traj, ref0)
+        data = geometry_samples(zl, d["coords"], ref0)
+        xtb = None
+        if os.path.exists(ref_path):
+            r = np.load(ref_path)
+            assert (r["z"] == zl).all(), f"{ref_path} is not of this molecule"
+            xtb = geometry_samples(zl, r["pos"], ref0)
         keys = list(md)
         fig, axs = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4))
-        summary["geometry"] = {}
+        summary["geometry"], summary["geometry_dataset"] = {}, {}
         for ax, k in zip(np.atleast_1d(axs), keys):
-            lo, hi = np.percentile(np.concatenate([md[k], rf[k]]), [0.5, 99.5])
-            bins = np.linspace(lo, hi, 50)
-            ax.hist(rf[k], bins, density=True, alpha=0.5, label="GFN2-xTB MD")
-            ax.hist(md[k], bins, density=True, histtype="step", lw=1.5, label="deqformer (LAMMPS)")
+            both = np.concatenate([md[k], data[k]] + ([xtb[k]] if xtb else []))
+            bins = np.linspace(*np.percentile(both, [0.5, 99.5]), 50)
+            if xtb:
+                ax.hist(xtb[k], bins, density=True, alpha=0.5, label="GFN2-xTB NVE, same start")
+            ax.hist(data[k], bins, density=True, histtype="step", ls="--", color="gray", label="data: test frames")
+            ax.hist(md[k], bins, density=True, histtype="step", lw=1.5, label="deqformer NVE (LAMMPS)")
             ax.set_title(k + (" (deg)" if "angle" in k else " (Å)"))
-            summary["geometry"][k] = {"md_mean": float(md[k].mean()), "md_std": float(md[k].std()),
-                                      "ref_mean": float(rf[k].mean()), "ref_std": float(rf[k].std())}
+            summary["geometry_dataset"][k] = {"md_mean": float(md[k].mean()), "md_std": float(md[k].std()),
+                                              "ref_mean": float(data[k].mean()), "ref_std": float(data[k].std())}
+            if xtb:
+                summary["geometry"][k] = {"md_mean": float(md[k].mean()), "md_std": float(md[k].std()),
+                                          "ref_mean": float(xtb[k].mean()), "ref_std": float(xtb[k].std()),
+                                          "std_ratio": float(md[k].std() / xtb[k].std()),
+                                          "mean_diff": float(md[k].mean() - xtb[k].mean())}
         np.atleast_1d(axs)[0].legend(fontsize=7)
         fig.tight_layout(); fig.savefig(os.path.join(out, "bonds.png"), dpi=110); plt.close(fig)
+        if xtb:
+            bonds = {k: v for k, v in summary["geometry"].items() if "angle" not in k}
+            summary["geometry_checks"] = {
+                "reference": "GFN2-xTB NVE from the LAMMPS NVE start, same length and step",
+                "max_std_ratio": max(max(v["std_ratio"], 1 / v["std_ratio"]) for v in bonds.values()),
+                "max_abs_mean_diff_A": max(abs(v["mean_diff"]) for v in bonds.values())}
+            summary["geometry_checks"]["spreads_within_1.3x"] = summary["geometry_checks"]["max_std_ratio"] <= 1.3
+            summary["geometry_checks"]["means_within_0.005_A"] = \
+                summary["geometry_checks"]["max_abs_mean_diff_A"] <= 0.005
+
+            # stretch frequencies and the vibrational density of states
+            pairs = stretch_pairs(zl, ref0)
+            f_md = stretch_frequencies(zl, traj, dt_fs, pairs)
+            f_ref = stretch_frequencies(zl, r["pos"], float(r["dt_fs"]), pairs)
+            summary["stretch_peaks_cm1"] = {k: {"md": f_md[k], "ref": f_ref[k], "rel_diff": f_md[k] / f_ref[k] - 1}
+                                            for k in f_md}
+            summary["stretch_peaks_within_3pct"] = all(abs(v["rel_diff"]) <= 0.03
+                                                       for v in summary["stretch_peaks_cm1"].values())
+            nu_m, g_m = vdos(zl, vel, dt_fs)
+            nu_r, g_r = vdos(zl, r["vel"], float(r["dt_fs"]))
+            fig, ax = plt.subplots(figsize=(9, 4))
+            ax.plot(nu_r, g_r, lw=0.8, label="GFN2-xTB NVE, same start")
+            ax.plot(nu_m, g_m, lw=0.8, label="deqformer NVE (LAMMPS)")
+            for k, v in summary["stretch_peaks_cm1"].items():
+                ax.axvline(v["ref"], color="tab:blue", lw=0.5, ls=":")
+                ax.axvline(v["md"], color="tab:orange", lw=0.5, ls=":")
+                ax.text(v["ref"], ax.get_ylim()[1] * 0.9, f" {k}\n {v['md']:.0f} vs {v['ref']:.0f}", fontsize=7)
+            ax.set_xlim(0, 4000); ax.set_xlabel("wavenumber (cm$^{-1}$)"); ax.set_ylabel("VDOS (normalised)")
+            ax.set_title(f"vibrational density of states, {summary.get('nve_ps', len(traj) * dt_fs / 1000):.1f} ps NVE")
+            ax.legend(fontsize=8, loc="upper center")
+            fig.tight_layout(); fig.savefig(os.path.join(out, "vdos.png"), dpi=110); plt.close(fig)
 
     with open(os.path.join(out, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1)

@@ -52,8 +52,9 @@ def load_dat(path):
     return np.loadtxt(path, comments="#", ndmin=2) if os.path.exists(path) else None
 
 
-def read_dump(path):
-    """Frames of a LAMMPS text dump (id type x y z, sorted by id) with their timestep and box lengths."""
+def read_dump(path, columns=("x", "y", "z")):
+    """Frames [frames, atoms, len(columns)] of the named per-atom columns of a LAMMPS text dump (its header
+    must list id and type), sorted by id, with their timesteps, box lengths and the atom types."""
     steps, boxes, frames, types = [], [], [], None
     with open(path) as fh:
         while True:
@@ -70,10 +71,14 @@ def read_dump(path):
                 lo_hi = [list(map(float, fh.readline().split()[:2])) for _ in range(3)]
                 boxes.append([hi - lo for lo, hi in lo_hi])
             elif line.startswith("ITEM: ATOMS"):
+                names = line.split()[2:]
+                missing = [c for c in ("id", "type") + tuple(columns) if c not in names]
+                if missing:
+                    raise SystemExit(f"{path}: the dump has no column {', '.join(missing)} (it has {' '.join(names)})")
                 rows = np.array([fh.readline().split() for _ in range(n)], dtype=float)
-                rows = rows[np.argsort(rows[:, 0])]
-                types = rows[:, 1].astype(int)
-                frames.append(rows[:, 2:5])
+                rows = rows[np.argsort(rows[:, names.index("id")])]
+                types = rows[:, names.index("type")].astype(int)
+                frames.append(rows[:, [names.index(c) for c in columns]])
     return np.array(steps), np.array(boxes), np.array(frames), types
 
 

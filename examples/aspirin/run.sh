@@ -34,8 +34,8 @@ stamp "3/6 deploy (float64 for MD, float32 for speed)"
 stamp "4/6 evaluate on the unseen test trajectory (frames 4000-4899) and on the validation split"
 "$venv/deqformer-evaluate" --model "$out/aspirin.pt" --dataset-file "$out/data/aspirin_test_md.npz" \
   --key-mapping nuclear_charges=atomic_numbers coords=pos energies=total_energy forces=forces \
-  --fixed-fields atomic_numbers --split all --json > "$out/eval_test.json"
-"$venv/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("test trajectory: %d frames, E MAE %.1f meV, F MAE %.1f meV/A, F RMSE %.1f meV/A, solver iterations %.1f" % (r["n_frames"], 1e3*r["e_mae"], 1e3*r["f_mae"], 1e3*r["f_rmse"], r["solver_iters_mean"]))' "$out/eval_test.json" | tee "$out/eval_test.txt"
+  --fixed-fields atomic_numbers --split all --fixed-point-frames 20 --json > "$out/eval_test.json"
+"$venv/python" -c 'import json,sys; r=json.load(open(sys.argv[1])); f=r["fixed_point"]; print("test trajectory: %d frames, E MAE %.1f meV, F MAE %.1f meV/A, F RMSE %.1f meV/A, solver iterations %.1f per batch; cold single-frame solves: forward %.1f, adjoint %.1f; largest singular value of df/dz at z* %.3f" % (r["n_frames"], 1e3*r["e_mae"], 1e3*r["f_mae"], 1e3*r["f_rmse"], r["solver_iters_mean"], f["cold_forward_iters_mean"], f["cold_adjoint_iters_mean"], f["sigma_max_mean"]))' "$out/eval_test.json" | tee "$out/eval_test.txt"
 
 stamp "5/6 LAMMPS: one molecule, NVT 500 K then NVE, reuse on; and a cold-start (reuse no) NVT run"
 "$lmp" -in in.aspirin -log "$out/log.aspirin" -screen none -var model "$out/aspirin.pt" -var reuse yes \
@@ -47,6 +47,10 @@ mpirun -np 2 --oversubscribe $( [ "$(id -u)" = 0 ] && echo --allow-run-as-root )
   "$lmp" -in in.aspirin_box -log "$out/log.aspirin_box" -screen none -var model "$out/aspirin.pt" \
   -var nvt "${BOX_STEPS:-40}" -var nve "${BOX_NVE_STEPS:-20}" -var minsteps "${BOX_MIN_STEPS:-20}" -var tag box
 
+stamp "   GFN2-xTB NVE from the same microstate as the LAMMPS NVE run (reference for bonds and stretch frequencies)"
+"$venv/python" xtb_reference.py "$out/md_reuse.lammpstrj" "$out/xtb_nve.npz" \
+  --time-ps "$(awk -v n="${NVE_STEPS:-4000}" 'BEGIN { print n * 0.0005 }')" > "$out/xtb_nve.log" 2>&1 \
+  || { cat "$out/xtb_nve.log"; exit 1; }
 stamp "6/6 plots"
 "$venv/python" analysis.py "$out"
 stamp "done: see $out (*.png, summary.json, eval_test.txt, log.*)"
