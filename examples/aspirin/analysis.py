@@ -255,7 +255,7 @@ def main():
                 ax.text(v["ref"], ax.get_ylim()[1] * 0.9, f" {k}\n {v['md']:.0f} vs {v['ref']:.0f}", fontsize=7)
             ax.set_xlim(0, 4000); ax.set_xlabel("wavenumber (cm$^{-1}$)"); ax.set_ylabel("VDOS (normalised)")
             ax.set_title(f"vibrational density of states, {summary.get('nve_ps', len(traj) * dt_fs / 1000):.1f} ps NVE")
-            ax.legend(fontsize=8, loc="upper center")
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.55, 0.8))
             fig.tight_layout(); fig.savefig(os.path.join(out, "vdos.png"), dpi=110); plt.close(fig)
 
     with open(os.path.join(out, "summary.json"), "w") as fh:
