@@ -33,6 +33,7 @@
 #include <string>
 
 using namespace LAMMPS_NS;
+using namespace deqformer::pair_rules;
 
 namespace {
 
@@ -69,7 +70,7 @@ struct SwapPlanReader : CommKokkos {
 };
 
 // ---------------------------------------------------------------- graph kernels
-// edge i <- j: i a local centre of a model type, j a neighbour of a model type, 0 < r < r_max
+// the edge rule of deqformer_pair_rules.h on the Kokkos neighbor list
 template <class DeviceType> struct EdgeRule {
   typedef ArrayTypes<DeviceType> AT;
   typename AT::t_x_array x;
@@ -79,21 +80,17 @@ template <class DeviceType> struct EdgeRule {
   typename AT::t_neighbors_2d neighbors;
   double rsq_max;
 
-  KOKKOS_INLINE_FUNCTION bool centre(int i) const { return type_map(type(i)) >= 0; }
-  KOKKOS_INLINE_FUNCTION bool edge(int i, int jj, int &j, double &dx, double &dy, double &dz) const
+  KOKKOS_INLINE_FUNCTION int model_type(int i) const { return type_map(type(i)); }
+  KOKKOS_INLINE_FUNCTION bool centre(int i) const { return is_model_atom(model_type(i)); }
+  KOKKOS_INLINE_FUNCTION bool edge(int i, int jj, int &j, double d[3]) const
   {
     j = neighbors(i, jj) & NEIGHMASK;
-    if (type_map(type(j)) < 0) return false;
-    dx = x(j, 0) - x(i, 0);
-    dy = x(j, 1) - x(i, 1);
-    dz = x(j, 2) - x(i, 2);
-    const double rsq = dx * dx + dy * dy + dz * dz;
-    return rsq < rsq_max && rsq > 0.0;
+    return is_edge(model_type(j), separation(x, i, j, d), rsq_max);
   }
 };
 
-// local centres with a non-finite position, and model pairs closer than min_dist, at distance 0 (or at a non-finite
-// distance): counted here, named on the host by PairDeqformer::scan_geometry when there are any
+// local centres with a non-finite position, and overlapping model pairs: counted here, named on the host
+// by PairDeqformer::scan_geometry when there are any
 template <class DeviceType> struct CountBadGeometry {
   EdgeRule<DeviceType> rule;
   double min_sq;
@@ -101,16 +98,13 @@ template <class DeviceType> struct CountBadGeometry {
   KOKKOS_INLINE_FUNCTION void operator()(const int ii, int64_t &nbad) const
   {
     const int i = rule.ilist(ii);
-    const double xi = rule.x(i, 0), yi = rule.x(i, 1), zi = rule.x(i, 2);
-    if (!(xi - xi == 0.0 && yi - yi == 0.0 && zi - zi == 0.0)) ++nbad;    // NaN or inf
+    if (!is_finite_position(rule.x(i, 0), rule.x(i, 1), rule.x(i, 2))) ++nbad;
     if (!rule.centre(i)) return;
+    double d[3];
     const int nn = rule.numneigh(i);
     for (int jj = 0; jj < nn; jj++) {
       const int j = rule.neighbors(i, jj) & NEIGHMASK;
-      if (rule.type_map(rule.type(j)) < 0) continue;
-      const double dx = rule.x(j, 0) - xi, dy = rule.x(j, 1) - yi, dz = rule.x(j, 2) - zi;
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (!(rsq >= min_sq) || rsq == 0.0) ++nbad;
+      if (is_model_atom(rule.model_type(j)) && is_overlap(separation(rule.x, i, j, d), min_sq)) ++nbad;
     }
   }
 };
@@ -124,10 +118,10 @@ template <class DeviceType> struct CountEdges {
     int64_t n = 0;
     if (rule.centre(i)) {
       int j;
-      double dx, dy, dz;
+      double d[3];
       const int nn = rule.numneigh(i);
       for (int jj = 0; jj < nn; jj++)
-        if (rule.edge(i, jj, j, dx, dy, dz)) ++n;
+        if (rule.edge(i, jj, j, d)) ++n;
     }
     offsets(ii) = n;
   }
@@ -157,15 +151,13 @@ template <class DeviceType> struct FillEdges {
     if (!rule.centre(i)) return;
     int64_t k = offsets(ii);
     int j;
-    double dx, dy, dz;
+    double d[3];
     const int nn = rule.numneigh(i);
     for (int jj = 0; jj < nn; jj++)
-      if (rule.edge(i, jj, j, dx, dy, dz)) {
+      if (rule.edge(i, jj, j, d)) {
         edge_index(k) = i;
         edge_index(nedges + k) = j;
-        edge_vec(3 * k) = dx;
-        edge_vec(3 * k + 1) = dy;
-        edge_vec(3 * k + 2) = dz;
+        for (int c = 0; c < 3; c++) edge_vec(3 * k + c) = d[c];
         ++k;
       }
   }
@@ -175,11 +167,7 @@ template <class DeviceType> struct ModelTypes {
   typename ArrayTypes<DeviceType>::t_int_1d type;
   Kokkos::View<int *, DeviceType> type_map;
   Kokkos::View<int64_t *, DeviceType> types;
-  KOKKOS_INLINE_FUNCTION void operator()(const int i) const
-  {
-    const int t = type_map(type(i));
-    types(i) = t >= 0 ? t : 0;    // NULL atoms (hybrid) have no edges and no energy
-  }
+  KOKKOS_INLINE_FUNCTION void operator()(const int i) const { types(i) = graph_type(type_map(type(i))); }
 };
 
 // ---------------------------------------------------------------- results -> LAMMPS
@@ -193,14 +181,14 @@ template <class DeviceType> struct AtomEnergies {
   int per_atom;
   KOKKOS_INLINE_FUNCTION void operator()(const int i, double &sum) const
   {
-    if (type_map(type(i)) < 0) return;
+    if (!is_model_atom(type_map(type(i)))) return;
     const double v = factor * e(i);
     sum += v;
     if (per_atom) eatom(i) += v;
   }
 };
 
-// F_i += g_e, F_j -= g_e for e = (i <- j), g = dE/d(r_j - r_i); W_e = -r_e (x) g_e
+// F_i += g_e, F_j -= g_e for e = (i <- j), g = dE/d(r_j - r_i); the virial W_e of edge_virial
 template <class DeviceType> struct EdgeForces {
   typedef EV_FLOAT value_type;
   Unmanaged<DeviceType, const int64_t> edge_index;
@@ -222,7 +210,8 @@ template <class DeviceType> struct EdgeForces {
     }
     if (virial_global || virial_atom) {
       const double r[3] = {edge_vec(3 * e), edge_vec(3 * e + 1), edge_vec(3 * e + 2)};
-      const double w[6] = {-r[0] * g[0], -r[1] * g[1], -r[2] * g[2], -r[0] * g[1], -r[0] * g[2], -r[1] * g[2]};
+      double w[6];
+      edge_virial(r, g, w);
       if (virial_global)
         for (int m = 0; m < 6; m++) ev.v[m] += w[m];
       if (virial_atom)
@@ -234,50 +223,20 @@ template <class DeviceType> struct EdgeForces {
   }
 };
 
-// ---------------------------------------------------------------- communication kernels
-// rows: the [N_all, D] tensor being communicated (model dtype T), the buffer is double
-template <class DeviceType, class T> struct PackListRows {    // forward pack: rows of the send list
-  Unmanaged<DeviceType, const T> rows;
-  typename ArrayTypes<DeviceType>::t_int_2d list;
-  typename ArrayTypes<DeviceType>::t_xfloat_1d buf;
-  int iswap, dim;
-  KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
-  {
-    const int i = idx / dim, k = idx - i * dim;
-    buf(idx) = rows(static_cast<int64_t>(list(iswap, i)) * dim + k);
-  }
-};
-
-template <class DeviceType, class T> struct UnpackGhostRows {    // forward unpack: ghost rows = buffer
-  Unmanaged<DeviceType, T> rows;
-  typename ArrayTypes<DeviceType>::t_xfloat_1d buf;
-  int first, dim;
-  KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
-  {
-    rows(static_cast<int64_t>(first) * dim + idx) = static_cast<T>(buf(idx));
-  }
-};
-
-template <class DeviceType, class T> struct PackGhostRows {    // reverse pack: ghost rows
-  Unmanaged<DeviceType, const T> rows;
-  typename ArrayTypes<DeviceType>::t_xfloat_1d buf;
-  int first, dim;
-  KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
-  {
-    buf(idx) = rows(static_cast<int64_t>(first) * dim + idx);
-  }
-};
-
-// reverse unpack: the owners (or earlier ghosts) add the buffer; a send list has no repeated atom
-template <class DeviceType, class T> struct AddToListRows {
+// ---------------------------------------------------------------- communication kernel
+// buffer value idx = a * dim + k <-> value k of row list(iswap, a) (with a list) or first + a (without)
+// of the [N_all, D] tensor being communicated (model dtype T), moved by op (deqformer_pair_rules.h).
+// A send list has no repeated atom, so ROW_ADD needs no atomics.
+template <class DeviceType, class T> struct CommRows {
   Unmanaged<DeviceType, T> rows;
   typename ArrayTypes<DeviceType>::t_int_2d list;
   typename ArrayTypes<DeviceType>::t_xfloat_1d buf;
-  int iswap, dim;
+  int use_list, iswap, first, dim, op;
   KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
   {
-    const int i = idx / dim, k = idx - i * dim;
-    rows(static_cast<int64_t>(list(iswap, i)) * dim + k) += static_cast<T>(buf(idx));
+    const int a = idx / dim, k = idx - a * dim;
+    const int64_t row = use_list ? list(iswap, a) : first + a;
+    row_op(op, rows(row * dim + k), buf(idx));
   }
 };
 
@@ -517,9 +476,9 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   torch::Tensor z0, u0;
   if (reuse) {
     torch::NoGradGuard no_grad;
-    const torch::Tensor none = state.select(1, 0).le(0.0).unsqueeze(1);
-    z0 = state.narrow(1, 1, D).masked_fill(none, 0.0);
-    u0 = state.narrow(1, 1 + D, D).masked_fill(none, 0.0);
+    const torch::Tensor none = state.select(1, state_layout::FLAG).le(0.0).unsqueeze(1);
+    z0 = state.narrow(1, state_layout::Z, D).masked_fill(none, 0.0);
+    u0 = state.narrow(1, state_layout::u(D), D).masked_fill(none, 0.0);
   }
 
   const deqformer::DriverSettings ds = driver_settings();
@@ -564,9 +523,9 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   // ---- z*, u* into the store for the next evaluation
   if (nlocal > 0) {
     torch::NoGradGuard no_grad;
-    state.narrow(1, 1, D).copy_(res.z);
-    state.narrow(1, 1 + D, D).copy_(res.u);
-    state.select(1, 0).fill_(1.0);
+    state.narrow(1, state_layout::Z, D).copy_(res.z);
+    state.narrow(1, state_layout::u(D), D).copy_(res.u);
+    state.select(1, state_layout::FLAG).fill_(1.0);
   }
   sync_torch();
   fix_state_kk->modified();
@@ -681,70 +640,47 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::swap_loop(bool
 }
 
 template <class DeviceType>
+int PairDeqformerKokkos<DeviceType>::comm_rows_kokkos(const char *label, int n, DAT::tdual_int_2d *list, int iswap,
+                                                      int first, DAT::tdual_xfloat_1d &buf, int op)
+{
+  const torch::Tensor &t = *static_cast<torch::Tensor *>(comm_tensor);
+  const int D = state_dim;
+  typename AT::t_int_2d l;
+  if (list) l = list->template view<DeviceType>();
+  auto b = buf.template view<DeviceType>();
+  with_float_type(t.scalar_type() == torch::kFloat64, [&](auto zero) {
+    using T = decltype(zero);
+    Kokkos::parallel_for(label, Kokkos::RangePolicy<DeviceType>(0, n * D),
+                         CommRows<DeviceType, T>{flat<DeviceType, T>(t), l, b, list != nullptr, iswap, first, D, op});
+  });
+  return n * D;
+}
+
+template <class DeviceType>
 int PairDeqformerKokkos<DeviceType>::pack_forward_comm_kokkos(int n, DAT::tdual_int_2d list, int iswap,
                                                               DAT::tdual_xfloat_1d &buf, int /*pbc_flag*/,
                                                               int * /*pbc*/)
 {
-  const torch::Tensor &t = *static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  auto policy = Kokkos::RangePolicy<DeviceType>(0, n * D);
-  auto l = list.template view<DeviceType>();
-  auto b = buf.template view<DeviceType>();
-  if (t.scalar_type() == torch::kFloat64)
-    Kokkos::parallel_for("deqformer/kk:pack_forward", policy,
-                         PackListRows<DeviceType, double>{flat<DeviceType, const double>(t), l, b, iswap, D});
-  else
-    Kokkos::parallel_for("deqformer/kk:pack_forward", policy,
-                         PackListRows<DeviceType, float>{flat<DeviceType, const float>(t), l, b, iswap, D});
-  return n * D;
+  return comm_rows_kokkos("deqformer/kk:pack_forward", n, &list, iswap, 0, buf, ROW_PACK);
 }
 
 template <class DeviceType>
 void PairDeqformerKokkos<DeviceType>::unpack_forward_comm_kokkos(int n, int first, DAT::tdual_xfloat_1d &buf)
 {
-  const torch::Tensor &t = *static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  auto policy = Kokkos::RangePolicy<DeviceType>(0, n * D);
-  auto b = buf.template view<DeviceType>();
-  if (t.scalar_type() == torch::kFloat64)
-    Kokkos::parallel_for("deqformer/kk:unpack_forward", policy,
-                         UnpackGhostRows<DeviceType, double>{flat<DeviceType, double>(t), b, first, D});
-  else
-    Kokkos::parallel_for("deqformer/kk:unpack_forward", policy,
-                         UnpackGhostRows<DeviceType, float>{flat<DeviceType, float>(t), b, first, D});
+  comm_rows_kokkos("deqformer/kk:unpack_forward", n, nullptr, 0, first, buf, ROW_UNPACK);
 }
 
 template <class DeviceType>
 int PairDeqformerKokkos<DeviceType>::pack_reverse_comm_kokkos(int n, int first, DAT::tdual_xfloat_1d &buf)
 {
-  const torch::Tensor &t = *static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  auto policy = Kokkos::RangePolicy<DeviceType>(0, n * D);
-  auto b = buf.template view<DeviceType>();
-  if (t.scalar_type() == torch::kFloat64)
-    Kokkos::parallel_for("deqformer/kk:pack_reverse", policy,
-                         PackGhostRows<DeviceType, double>{flat<DeviceType, const double>(t), b, first, D});
-  else
-    Kokkos::parallel_for("deqformer/kk:pack_reverse", policy,
-                         PackGhostRows<DeviceType, float>{flat<DeviceType, const float>(t), b, first, D});
-  return n * D;
+  return comm_rows_kokkos("deqformer/kk:pack_reverse", n, nullptr, 0, first, buf, ROW_PACK);
 }
 
 template <class DeviceType>
 void PairDeqformerKokkos<DeviceType>::unpack_reverse_comm_kokkos(int n, DAT::tdual_int_2d list, int iswap,
                                                                  DAT::tdual_xfloat_1d &buf)
 {
-  const torch::Tensor &t = *static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  auto policy = Kokkos::RangePolicy<DeviceType>(0, n * D);
-  auto l = list.template view<DeviceType>();
-  auto b = buf.template view<DeviceType>();
-  if (t.scalar_type() == torch::kFloat64)
-    Kokkos::parallel_for("deqformer/kk:unpack_reverse", policy,
-                         AddToListRows<DeviceType, double>{flat<DeviceType, double>(t), l, b, iswap, D});
-  else
-    Kokkos::parallel_for("deqformer/kk:unpack_reverse", policy,
-                         AddToListRows<DeviceType, float>{flat<DeviceType, float>(t), l, b, iswap, D});
+  comm_rows_kokkos("deqformer/kk:unpack_reverse", n, &list, iswap, 0, buf, ROW_ADD);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -78,6 +78,10 @@ template <class DeviceType> class PairDeqformerKokkos : public PairDeqformer, pu
   void swap_loop(bool reverse);
   void exchange_buffers(int send_vals, int dest, int recv_vals, int source);
   void grow_comm_buffers(int nvals);
+  // the four pack/unpack routines: rows of the send list (list given) or first.. of comm_tensor and buf,
+  // moved by op (deqformer::pair_rules::RowOp) in one Kokkos kernel named label
+  int comm_rows_kokkos(const char *label, int n, DAT::tdual_int_2d *list, int iswap, int first,
+                       DAT::tdual_xfloat_1d &buf, int op);
   // LibTorch work is ordered against Kokkos work (a no-op on host backends)
   void sync_torch();
 

@@ -40,6 +40,7 @@
 #include <fstream>
 
 using namespace LAMMPS_NS;
+using namespace deqformer::pair_rules;
 using namespace deqformer::solver_stats;
 
 namespace {
@@ -78,12 +79,6 @@ bool readable(const char *path)
 {
   std::ifstream in(path);
   return in.good();
-}
-
-// row pointer of a contiguous CPU float32/float64 tensor
-template <typename T> inline T *row(torch::Tensor *t, int i, int d)
-{
-  return t->data_ptr<T>() + static_cast<int64_t>(i) * d;
 }
 
 }    // namespace
@@ -469,38 +464,32 @@ void PairDeqformer::compute(int eflag, int vflag)
 
   // ---- graph: full list, centres local, neighbours local or ghost, 0 < r < r_max
   std::vector<int64_t> types(nall);
-  for (int i = 0; i < nall; i++) {
-    int t = type_map[type[i]];
-    types[i] = t >= 0 ? t : 0;    // NULL atoms (hybrid) get no edges and no energy
-  }
+  for (int i = 0; i < nall; i++) types[i] = graph_type(type_map[type[i]]);
   std::vector<int64_t> ei, ej;
   std::vector<double> vec;
   const int inum = list->inum;
   int *ilist = list->ilist;
   int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
+  auto xs = [x](int a, int k) { return x[a][k]; };
+  double d[3];
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
-    if (type_map[type[i]] < 0) continue;
+    if (!is_model_atom(type_map[type[i]])) continue;
     const int *jlist = firstneigh[i];
     for (int jj = 0; jj < numneigh[i]; jj++) {
       const int j = jlist[jj] & NEIGHMASK;
-      if (type_map[type[j]] < 0) continue;
-      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq >= r_max_sq || rsq <= 0.0) continue;
+      const double rsq = separation(xs, i, j, d);
+      if (!is_edge(type_map[type[j]], rsq, r_max_sq)) continue;
       ei.push_back(i);
       ej.push_back(j);
-      vec.push_back(dx);
-      vec.push_back(dy);
-      vec.push_back(dz);
+      vec.insert(vec.end(), d, d + 3);
     }
   }
   const int64_t nedges = static_cast<int64_t>(ei.size());
   {
     BadGeometry bad;
-    scan_geometry([x](int a, int d) { return x[a][d]; }, nlocal, inum, ilist, numneigh,
-                  [firstneigh](int a, int b) { return firstneigh[a][b]; }, bad);
+    scan_geometry(xs, nlocal, inum, ilist, numneigh, [firstneigh](int a, int b) { return firstneigh[a][b]; }, bad);
     check_geometry(bad);
   }
 
@@ -520,12 +509,13 @@ void PairDeqformer::compute(int eflag, int vflag)
   torch::Tensor z0 = torch::zeros({nlocal, D}, torch::kFloat64);
   torch::Tensor u0 = torch::zeros({nlocal, D}, torch::kFloat64);
   double **st = fix_state->state;
+  const int col_u = state_layout::u(D);
   if (reuse) {
     double *zp = z0.data_ptr<double>(), *up = u0.data_ptr<double>();
     for (int i = 0; i < nlocal; i++)
-      if (st[i][0] > 0.0) {
-        std::memcpy(zp + static_cast<int64_t>(i) * D, &st[i][1], sizeof(double) * D);
-        std::memcpy(up + static_cast<int64_t>(i) * D, &st[i][1 + D], sizeof(double) * D);
+      if (st[i][state_layout::FLAG] > 0.0) {
+        std::memcpy(zp + static_cast<int64_t>(i) * D, &st[i][state_layout::Z], sizeof(double) * D);
+        std::memcpy(up + static_cast<int64_t>(i) * D, &st[i][col_u], sizeof(double) * D);
       }
   }
 
@@ -542,7 +532,7 @@ void PairDeqformer::compute(int eflag, int vflag)
   // ---- energies, forces, virial
   const double *e_atom = res.atomic_energy.data_ptr<double>();
   for (int i = 0; i < nlocal; i++) {
-    if (type_map[type[i]] < 0) continue;
+    if (!is_model_atom(type_map[type[i]])) continue;
     const double e = energy_factor * e_atom[i];
     if (eflag_global) eng_vdwl += e;
     if (eflag_atom) eatom[i] += e;
@@ -550,17 +540,14 @@ void PairDeqformer::compute(int eflag, int vflag)
   const double *g = res.edge_grad.data_ptr<double>();
   for (int64_t k = 0; k < nedges; k++) {
     const int i = static_cast<int>(ei[k]), j = static_cast<int>(ej[k]);
-    const double gx = energy_factor * g[3 * k], gy = energy_factor * g[3 * k + 1], gz = energy_factor * g[3 * k + 2];
-    f[i][0] += gx;
-    f[i][1] += gy;
-    f[i][2] += gz;
-    f[j][0] -= gx;
-    f[j][1] -= gy;
-    f[j][2] -= gz;
+    const double gk[3] = {energy_factor * g[3 * k], energy_factor * g[3 * k + 1], energy_factor * g[3 * k + 2]};
+    for (int c = 0; c < 3; c++) {
+      f[i][c] += gk[c];
+      f[j][c] -= gk[c];
+    }
     if ((vflag_global && !vflag_fdotr) || vflag_atom) {
-      // W_e = -edge_vec (x) dE/d(edge_vec): the global sum, and half to each end atom
-      const double *r = &vec[3 * k];
-      double w[6] = {-r[0] * gx, -r[1] * gy, -r[2] * gz, -r[0] * gy, -r[0] * gz, -r[1] * gz};
+      double w[6];
+      edge_virial(&vec[3 * k], gk, w);
       if (vflag_global && !vflag_fdotr)
         for (int m = 0; m < 6; m++) virial[m] += w[m];
       if (vflag_atom)
@@ -576,9 +563,9 @@ void PairDeqformer::compute(int eflag, int vflag)
   const double *zs = res.z.data_ptr<double>();
   const double *us = res.u.data_ptr<double>();
   for (int i = 0; i < nlocal; i++) {
-    st[i][0] = 1.0;
-    std::memcpy(&st[i][1], zs + static_cast<int64_t>(i) * D, sizeof(double) * D);
-    std::memcpy(&st[i][1 + D], us + static_cast<int64_t>(i) * D, sizeof(double) * D);
+    st[i][state_layout::FLAG] = 1.0;
+    std::memcpy(&st[i][state_layout::Z], zs + static_cast<int64_t>(i) * D, sizeof(double) * D);
+    std::memcpy(&st[i][col_u], us + static_cast<int64_t>(i) * D, sizeof(double) * D);
   }
 
   record_stats(res, ds);
@@ -721,78 +708,41 @@ void PairDeqformer::reverse_state(void *tensor)
   comm_tensor = nullptr;
 }
 
-int PairDeqformer::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+// rows list[0..n) (list given) or first..first+n-1 of comm_tensor <-> buf, by op (deqformer_pair_rules.h)
+int PairDeqformer::comm_rows(int n, const int *list, int first, double *buf, int op)
 {
   auto *t = static_cast<torch::Tensor *>(comm_tensor);
   const int D = state_dim;
-  int m = 0;
-  if (t->scalar_type() == torch::kFloat64) {
-    for (int i = 0; i < n; i++) {
-      const double *r = row<double>(t, list[i], D);
-      for (int k = 0; k < D; k++) buf[m++] = r[k];
+  with_float_type(t->scalar_type() == torch::kFloat64, [&](auto zero) {
+    using T = decltype(zero);
+    T *rows = t->data_ptr<T>();
+    int m = 0;
+    for (int a = 0; a < n; a++) {
+      T *r = rows + static_cast<int64_t>(list ? list[a] : first + a) * D;
+      for (int k = 0; k < D; k++) row_op(op, r[k], buf[m++]);
     }
-  } else {
-    for (int i = 0; i < n; i++) {
-      const float *r = row<float>(t, list[i], D);
-      for (int k = 0; k < D; k++) buf[m++] = r[k];
-    }
-  }
-  return m;
+  });
+  return n * D;
+}
+
+int PairDeqformer::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  return comm_rows(n, list, 0, buf, ROW_PACK);
 }
 
 void PairDeqformer::unpack_forward_comm(int n, int first, double *buf)
 {
-  auto *t = static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  int m = 0;
-  if (t->scalar_type() == torch::kFloat64) {
-    for (int i = first; i < first + n; i++) {
-      double *r = row<double>(t, i, D);
-      for (int k = 0; k < D; k++) r[k] = buf[m++];
-    }
-  } else {
-    for (int i = first; i < first + n; i++) {
-      float *r = row<float>(t, i, D);
-      for (int k = 0; k < D; k++) r[k] = static_cast<float>(buf[m++]);
-    }
-  }
+  comm_rows(n, nullptr, first, buf, ROW_UNPACK);
 }
 
 int PairDeqformer::pack_reverse_comm(int n, int first, double *buf)
 {
-  auto *t = static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  int m = 0;
-  if (t->scalar_type() == torch::kFloat64) {
-    for (int i = first; i < first + n; i++) {
-      const double *r = row<double>(t, i, D);
-      for (int k = 0; k < D; k++) buf[m++] = r[k];
-    }
-  } else {
-    for (int i = first; i < first + n; i++) {
-      const float *r = row<float>(t, i, D);
-      for (int k = 0; k < D; k++) buf[m++] = r[k];
-    }
-  }
-  return m;
+  return comm_rows(n, nullptr, first, buf, ROW_PACK);
 }
 
 void PairDeqformer::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  auto *t = static_cast<torch::Tensor *>(comm_tensor);
-  const int D = state_dim;
-  int m = 0;
-  if (t->scalar_type() == torch::kFloat64) {
-    for (int i = 0; i < n; i++) {
-      double *r = row<double>(t, list[i], D);
-      for (int k = 0; k < D; k++) r[k] += buf[m++];
-    }
-  } else {
-    for (int i = 0; i < n; i++) {
-      float *r = row<float>(t, list[i], D);
-      for (int k = 0; k < D; k++) r[k] += static_cast<float>(buf[m++]);
-    }
-  }
+  comm_rows(n, list, 0, buf, ROW_ADD);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -18,10 +18,9 @@ PairStyle(deqformer,PairDeqformer);
 #define LMP_PAIR_DEQFORMER_H
 
 #include "atom.h"
+#include "deqformer_pair_rules.h"
 #include "deqformer_solver_stats.h"
 #include "pair.h"
-
-#include <cmath>
 
 #include <memory>
 #include <string>
@@ -66,6 +65,9 @@ class PairDeqformer : public Pair {
   virtual void reverse_state(void *tensor);
 
  protected:
+  // the host pack/unpack routines above: rows list[0..n) (or first.. when list is null) of comm_tensor
+  // and buf, moved by op (deqformer::pair_rules::RowOp); returns the number of values
+  int comm_rows(int n, const int *list, int first, double *buf, int op);
   virtual void allocate();
   void load_model(const std::string &file);
   void apply_settings();
@@ -133,21 +135,22 @@ template <class X, class Nbr>
 void PairDeqformer::scan_geometry(const X &xs, int nlocal, int inum, const int *ilist, const int *numneigh,
                                   const Nbr &nbr, BadGeometry &bad)
 {
+  using namespace deqformer::pair_rules;
   const tagint *tag = atom->tag;
   const int *type = atom->type;
   for (int i = 0; i < nlocal; i++)
-    if (!std::isfinite(xs(i, 0)) || !std::isfinite(xs(i, 1)) || !std::isfinite(xs(i, 2)))
+    if (!is_finite_position(xs(i, 0), xs(i, 1), xs(i, 2)))
       if (bad.nonfinite++ == 0) bad.nonfinite_tag = tag[i];
   const double min_sq = min_dist * min_dist;
+  double d[3];
   for (int ii = 0; ii < inum; ii++) {
     const int i = ilist[ii];
-    if (type_map[type[i]] < 0) continue;
+    if (!is_model_atom(type_map[type[i]])) continue;
     for (int jj = 0; jj < numneigh[i]; jj++) {
       const int j = nbr(i, jj) & NEIGHMASK;
-      if (type_map[type[j]] < 0) continue;
-      const double dx = xs(j, 0) - xs(i, 0), dy = xs(j, 1) - xs(i, 1), dz = xs(j, 2) - xs(i, 2);
-      const double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < min_sq || rsq == 0.0 || rsq != rsq) bad.pair(tag[i], tag[j], rsq);
+      if (!is_model_atom(type_map[type[j]])) continue;
+      const double rsq = separation(xs, i, j, d);
+      if (is_overlap(rsq, min_sq)) bad.pair(tag[i], tag[j], rsq);
     }
   }
 }
