@@ -3,19 +3,17 @@
    in a Kokkos DualView, so that the pair style reads and writes it in the execution space's memory
    (on a GPU: device memory) without a host copy per step.
 
-   Layout per atom, as fix DEQFORMER/STATE: [0] 1 if a state is stored, [1..D] z*, [D+1..2D] u*,
-   a LayoutRight row of 1 + 2D doubles (the pair style wraps the rows as strided LibTorch tensors).
-
-   The values move with their atoms: exchange between processes, sorting and restart files go
-   through LAMMPS's host-side per-atom callbacks (grow/copy/pack/unpack), which sync the DualView to
-   the host and mark it modified there; the pair style syncs it back before it reads. LAMMPS
+   It is fix DEQFORMER/STATE (same row layout, same exchange and restart records) with the rows in a
+   DualView: `state` holds the host copy's row pointers, and the host-side routines of the base class
+   (exchange between processes, sorting, restart files) sync the DualView to the host before they
+   touch it and mark it modified there after; the pair style syncs it back before it reads. LAMMPS
    29Sep2021's Kokkos exchange has no device path for fixes with per-atom arrays, so exchange steps
    use the classic (host) exchange (LAMMPS prints a warning once); communication of the states
    during the solves is on the device (see pair_deqformer_kokkos.h).
 
-   The fix reports its style as DEQFORMER/STATE and writes the same restart record as fix
-   DEQFORMER/STATE, so deqformer/kk continues from a restart file of deqformer with its states (and
-   vice versa inside a LAMMPS started with -k on, which a KOKKOS restart file needs anyway).
+   LAMMPS hands a restart file's per-atom record only to a fix of the same ID and style, so a restart
+   file of one pair style is continued by the other through PairDeqformer::state_store, which moves
+   the rows from a store of the file's style into the new one.
 ------------------------------------------------------------------------- */
 
 #ifdef FIX_CLASS
@@ -29,46 +27,31 @@ FixStyle(DEQFORMER/STATE/kk/host,FixDeqformerStateKokkos<LMPHostType>);
 #ifndef LMP_FIX_DEQFORMER_STATE_KOKKOS_H
 #define LMP_FIX_DEQFORMER_STATE_KOKKOS_H
 
-#include "fix.h"
+#include "fix_deqformer_state.h"
 #include "kokkos_type.h"
 
 namespace LAMMPS_NS {
 
-template <class DeviceType> class FixDeqformerStateKokkos : public Fix {
+template <class DeviceType> class FixDeqformerStateKokkos : public FixDeqformerState {
  public:
   typedef ArrayTypes<DeviceType> AT;
 
   FixDeqformerStateKokkos(class LAMMPS *, int, char **);
   ~FixDeqformerStateKokkos() override;
-  int setmask() override;
 
   void grow_arrays(int) override;
-  void copy_arrays(int, int, int) override;
-  void set_arrays(int) override;
-  int pack_exchange(int, double *) override;
-  int unpack_exchange(int, double *) override;
-  int pack_restart(int, double *) override;
-  void unpack_restart(int, int) override;
-  int size_restart(int) override;
-  int maxsize_restart() override;
   double memory_usage() override;
-
-  int dim() const { return state_dim; }
-  int columns() const { return ncols; }
-  // forget every stored state
-  void clear();
 
   // the store in DeviceType's memory, synced there; call modified() after writing it
   typename AT::t_double_2d view();
   void modified();
 
- private:
-  DAT::tdual_double_2d k_state;    // [nmax][1 + 2*state_dim]
-  double **state;                  // host row pointers into k_state (LAMMPS memory convention)
-  int state_dim, ncols;
+ protected:
+  void sync_host() override;
+  void modified_host() override;
 
-  void sync_host();
-  void modified_host();
+ private:
+  DAT::tdual_double_2d k_state;    // [nmax][columns()], host copy's rows in `state`
 };
 
 }    // namespace LAMMPS_NS

@@ -284,8 +284,7 @@ template <class DeviceType> PairDeqformerKokkos<DeviceType>::~PairDeqformerKokko
   memoryKK->destroy_kokkos(k_vatom, vatom);
   eatom = nullptr;
   vatom = nullptr;
-  if (fix_state_kk && modify->find_fix(fix_id) >= 0) modify->delete_fix(fix_id);
-  fix_state_kk = nullptr;
+  fix_state_kk = nullptr;    // PairDeqformer's destructor deletes the store
 }
 
 /* ----------------------------------------------------------------------
@@ -319,23 +318,14 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::select_device(
                    threads > 0 ? ", LibTorch intra-op threads " + std::to_string(threads) : std::string());
 }
 
+// the store in a DualView (fix DEQFORMER/STATE/kk/device or /host, after DeviceType); a restart file of
+// pair_style deqformer has its states in a store of fix DEQFORMER/STATE
 template <class DeviceType> void PairDeqformerKokkos<DeviceType>::ensure_state_fix()
 {
-  fix_id = state_fix_id();
-  int ifix = modify->find_fix(fix_id);
-  if (ifix >= 0) {
-    auto *f = dynamic_cast<FixDeqformerStateKokkos<DeviceType> *>(modify->fix[ifix]);
-    if (f && f->dim() == state_dim) {
-      fix_state_kk = f;
-      return;
-    }
-    modify->delete_fix(fix_id);    // another store (host style, other state size): start from zero
-  }
   const bool host = std::is_same<DeviceType, LMPHostType>::value && !std::is_same<DeviceType, LMPDeviceType>::value;
-  const std::string style = host ? "DEQFORMER/STATE/kk/host" : "DEQFORMER/STATE/kk/device";
-  fix_state_kk = dynamic_cast<FixDeqformerStateKokkos<DeviceType> *>(
-      modify->add_fix(fix_id + " all " + style + " " + std::to_string(state_dim), 0));
-  if (!fix_state_kk) error->all(FLERR, "pair_style deqformer/kk: could not create fix {}", style);
+  fix_state = state_store(host ? "DEQFORMER/STATE/kk/host" : "DEQFORMER/STATE/kk/device", {"DEQFORMER/STATE"});
+  fix_state_kk = dynamic_cast<FixDeqformerStateKokkos<DeviceType> *>(fix_state);
+  if (!fix_state_kk) error->all(FLERR, "pair_style deqformer/kk: fix {} is not a Kokkos store", fix_state->style);
 }
 
 /* ---------------------------------------------------------------------- */

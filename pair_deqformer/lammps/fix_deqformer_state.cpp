@@ -6,28 +6,38 @@
 #include "fix_deqformer_state.h"
 
 #include "atom.h"
+#include "deqformer_pair_rules.h"
 #include "error.h"
 #include "memory.h"
 
+#include <algorithm>
 #include <cstring>
 
 using namespace LAMMPS_NS;
+using deqformer::pair_rules::state_layout::FLAG;
 
 FixDeqformerState::FixDeqformerState(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), state(nullptr), state_dim(0), ncols(1)
 {
-  if (narg != 4) error->all(FLERR, "Illegal fix DEQFORMER/STATE command: expected 'fix ID group DEQFORMER/STATE D'");
+  if (narg != 4) error->all(FLERR, "Illegal fix {} command: expected 'fix ID group {} D'", style, style);
   state_dim = utils::inumeric(FLERR, arg[3], false, lmp);
-  if (state_dim <= 0) error->all(FLERR, "Illegal fix DEQFORMER/STATE command: D must be positive");
-  ncols = 1 + 2 * state_dim;
+  if (state_dim <= 0) error->all(FLERR, "Illegal fix {} command: D must be positive", style);
+  ncols = deqformer::pair_rules::state_layout::columns(state_dim);
 
   restart_peratom = 1;
   create_attribute = 1;    // atoms created later start without a state
   maxexchange = ncols;
 
-  grow_arrays(atom->nmax);
+  // here and not later: Atom::add_callback finds the new fix as the empty slot of Modify's list
   atom->add_callback(Atom::GROW);
   atom->add_callback(Atom::RESTART);
+}
+
+// after the constructor, so that the Kokkos variant's grow_arrays allocates its DualView; before
+// LAMMPS hands the fix its restart record
+void FixDeqformerState::post_constructor()
+{
+  grow_arrays(atom->nmax);
   clear();
 }
 
@@ -45,7 +55,27 @@ int FixDeqformerState::setmask()
 
 void FixDeqformerState::clear()
 {
-  for (int i = 0; i < atom->nmax; i++) state[i][0] = 0.0;
+  sync_host();
+  for (int i = 0; i < atom->nmax; i++) state[i][FLAG] = 0.0;
+  modified_host();
+}
+
+std::vector<double> FixDeqformerState::local_rows()
+{
+  sync_host();
+  std::vector<double> rows(static_cast<size_t>(atom->nlocal) * ncols);
+  for (int i = 0; i < atom->nlocal; i++)
+    std::memcpy(&rows[static_cast<size_t>(i) * ncols], state[i], sizeof(double) * ncols);
+  return rows;
+}
+
+void FixDeqformerState::set_local_rows(const std::vector<double> &rows)
+{
+  sync_host();
+  const int n = std::min(atom->nlocal, static_cast<int>(rows.size() / ncols));
+  for (int i = 0; i < n; i++)
+    std::memcpy(state[i], &rows[static_cast<size_t>(i) * ncols], sizeof(double) * ncols);
+  modified_host();
 }
 
 void FixDeqformerState::grow_arrays(int nmax)
@@ -55,28 +85,36 @@ void FixDeqformerState::grow_arrays(int nmax)
 
 void FixDeqformerState::copy_arrays(int i, int j, int /*delflag*/)
 {
+  sync_host();
   std::memcpy(state[j], state[i], sizeof(double) * ncols);
+  modified_host();
 }
 
 void FixDeqformerState::set_arrays(int i)
 {
-  state[i][0] = 0.0;
+  sync_host();
+  state[i][FLAG] = 0.0;
+  modified_host();
 }
 
 int FixDeqformerState::pack_exchange(int i, double *buf)
 {
+  sync_host();
   std::memcpy(buf, state[i], sizeof(double) * ncols);
   return ncols;
 }
 
 int FixDeqformerState::unpack_exchange(int nlocal, double *buf)
 {
+  sync_host();
   std::memcpy(state[nlocal], buf, sizeof(double) * ncols);
+  modified_host();
   return ncols;
 }
 
 int FixDeqformerState::pack_restart(int i, double *buf)
 {
+  sync_host();
   // buf[0] = number of values including itself, as every fix's restart data
   buf[0] = ncols + 1;
   std::memcpy(buf + 1, state[i], sizeof(double) * ncols);
@@ -85,16 +123,17 @@ int FixDeqformerState::pack_restart(int i, double *buf)
 
 void FixDeqformerState::unpack_restart(int nlocal, int nth)
 {
+  sync_host();
   double **extra = atom->extra;
   int m = 0;
   for (int i = 0; i < nth; i++) m += static_cast<int>(extra[nlocal][m]);
   int n = static_cast<int>(extra[nlocal][m]) - 1;
   m++;
-  if (n != ncols) {    // written for a model with another state size: start from zero
-    state[nlocal][0] = 0.0;
-    return;
-  }
-  std::memcpy(state[nlocal], &extra[nlocal][m], sizeof(double) * ncols);
+  if (n != ncols)    // written for a model with another state size: start from zero
+    state[nlocal][FLAG] = 0.0;
+  else
+    std::memcpy(state[nlocal], &extra[nlocal][m], sizeof(double) * ncols);
+  modified_host();
 }
 
 int FixDeqformerState::size_restart(int /*i*/)

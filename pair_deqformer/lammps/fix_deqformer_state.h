@@ -3,7 +3,11 @@
    (created by the pair style; not meant to be used in an input script). The values move with
    their atoms (exchange between processes, sorting) and are written to restart files.
 
-   per atom: [0] 1 if a state is stored, [1..D] z*, [D+1..2D] u*
+   per atom: [flag, z*, u*] (deqformer::pair_rules::state_layout in deqformer_pair_rules.h)
+
+   The Kokkos variant (fix DEQFORMER/STATE/kk) derives from this class: it keeps the rows in a
+   DualView whose host copy is `state`, and overrides sync_host() / modified_host(), which the
+   host-side routines here call around every access.
 ------------------------------------------------------------------------- */
 
 #ifdef FIX_CLASS
@@ -17,6 +21,8 @@ FixStyle(DEQFORMER/STATE,FixDeqformerState);
 
 #include "fix.h"
 
+#include <vector>
+
 namespace LAMMPS_NS {
 
 class FixDeqformerState : public Fix {
@@ -24,6 +30,7 @@ class FixDeqformerState : public Fix {
   FixDeqformerState(class LAMMPS *, int, char **);
   ~FixDeqformerState() override;
   int setmask() override;
+  void post_constructor() override;
 
   void grow_arrays(int) override;
   void copy_arrays(int, int, int) override;
@@ -37,13 +44,20 @@ class FixDeqformerState : public Fix {
   double memory_usage() override;
 
   int dim() const { return state_dim; }
+  int columns() const { return ncols; }
   // forget every stored state (e.g. after the model changed)
   void clear();
+  // the rows of the local atoms, to carry them into another store, and back
+  std::vector<double> local_rows();
+  void set_local_rows(const std::vector<double> &rows);
 
-  double **state;    // [nmax][1 + 2*state_dim]
+  double **state;    // host rows [nmax][columns()]
 
- private:
+ protected:
   int state_dim, ncols;
+  // before reading or writing `state` on the host, and after writing it (no-ops here)
+  virtual void sync_host() {}
+  virtual void modified_host() {}
 };
 
 }    // namespace LAMMPS_NS

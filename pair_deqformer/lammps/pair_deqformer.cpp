@@ -23,6 +23,7 @@
 #include "error.h"
 #include "fmt/format.h"
 #include "force.h"
+#include "lammps.h"
 #include "memory.h"
 #include "modify.h"
 #include "neigh_list.h"
@@ -417,20 +418,40 @@ std::string PairDeqformer::state_fix_id()
 
 void PairDeqformer::ensure_state_fix()
 {
+  // no suffix: with -sf kk this host style still wants the host store; a restart file written by
+  // deqformer/kk (in a LAMMPS running KOKKOS) has its states in a store of the Kokkos fix style
+  std::vector<std::string> others;
+  if (lmp->kokkos) others = {"DEQFORMER/STATE/kk/device", "DEQFORMER/STATE/kk/host"};
+  fix_state = state_store("DEQFORMER/STATE", others);
+}
+
+FixDeqformerState *PairDeqformer::state_store(const std::string &style, const std::vector<std::string> &other_styles)
+{
   fix_id = state_fix_id();
+  auto command = [&](const std::string &fix_style) {
+    return fix_id + " all " + fix_style + " " + std::to_string(state_dim);
+  };
   int ifix = modify->find_fix(fix_id);
   if (ifix >= 0) {
     auto *f = dynamic_cast<FixDeqformerState *>(modify->fix[ifix]);
-    if (f && f->dim() == state_dim) {
-      fix_state = f;
-      return;
-    }
-    modify->delete_fix(fix_id);
+    if (f && style == f->style && f->dim() == state_dim) return f;
+    modify->delete_fix(fix_id);    // another store (the other pair style, another state size): start from zero
   }
-  // no suffix: with -sf kk this host style still wants the host store
-  fix_state = dynamic_cast<FixDeqformerState *>(
-      modify->add_fix(fix_id + " all DEQFORMER/STATE " + std::to_string(state_dim), 0));
-  if (!fix_state) error->all(FLERR, "pair_style deqformer: could not create fix DEQFORMER/STATE");
+  // LAMMPS hands a restart file's per-atom record to a new fix of the same ID and style only: a store
+  // of each other style receives the record if the file has one, and its rows move into the new store
+  std::vector<double> rows;
+  if (modify->nfix_restart_peratom > 0)
+    for (const std::string &other : other_styles) {
+      if (modify->fix_map->find(other) == modify->fix_map->end()) continue;
+      auto *f = dynamic_cast<FixDeqformerState *>(modify->add_fix(command(other), 0));
+      if (f && f->restart_reset) rows = f->local_rows();
+      modify->delete_fix(fix_id);
+      if (!rows.empty()) break;
+    }
+  auto *f = dynamic_cast<FixDeqformerState *>(modify->add_fix(command(style), 0));
+  if (!f) error->all(FLERR, "pair_style deqformer: could not create fix {} for its per-atom states", style);
+  if (!rows.empty()) f->set_local_rows(rows);
+  return f;
 }
 
 double PairDeqformer::init_one(int i, int j)

@@ -77,6 +77,10 @@ class PairDeqformer : public Pair {
   // the per-atom state store: fix DEQFORMER/STATE (the Kokkos variant: its DualView version)
   virtual void ensure_state_fix();
   std::string state_fix_id();
+  // the store of fix style `style` under the ID state_fix_id(): the existing one when it has this style
+  // and state size, else a new one, which takes the states of a restart file's store of one of
+  // other_styles (a restart file of the other pair style)
+  FixDeqformerState *state_store(const std::string &style, const std::vector<std::string> &other_styles);
   // the solver settings of the keywords, as the driver takes them
   deqformer::DriverSettings driver_settings() const;
   // runs the driver (docs/contract.md steps 1-5) with this pair style's communication; LAMMPS errors
