@@ -46,8 +46,6 @@ using namespace deqformer::solver_stats;
 
 namespace {
 
-// 1 eV in kcal/mol (CODATA 2018), for units real
-constexpr double EV_TO_KCAL_PER_MOL = 23.060547830619;
 constexpr int MAX_WARNINGS = 10;
 
 // HaloExchange over LAMMPS's ghost-atom communication: the tensor rows are LAMMPS atom indices
@@ -377,8 +375,8 @@ void PairDeqformer::init_style()
   const std::string units = update->unit_style;
   if (units == "metal")
     energy_factor = 1.0;
-  else if (units == "real")
-    energy_factor = EV_TO_KCAL_PER_MOL;
+  else if (units == "real")    // LAMMPS's own eV -> kcal/mol, as for potential files converted to real units
+    energy_factor = utils::get_conversion_factor(utils::ENERGY, utils::METAL2REAL);
   else
     error->all(FLERR, "pair_style deqformer: model '{}' uses eV and Angstrom; LAMMPS 'units {}' is not supported: "
                       "use units metal (or real, converted to kcal/mol)",
