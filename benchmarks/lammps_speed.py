@@ -64,7 +64,7 @@ atom_style atomic
 boundary p p p
 read_data {data}
 replicate {rx} {ry} {rz}
-pair_style deqformer {model} reuse {reuse}
+pair_style deqformer {model} reuse {reuse} threads {threads}
 pair_coeff * * H C O
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes
@@ -113,7 +113,7 @@ def run_case(lmp: Path, model: Path, case, steps: int, work: Path, threads: int,
     if warmup is None:
         warmup = 2 if steps < 10 else 5
     inp.write_text(INPUT.format(data=DATA / data, rx=rep[0], ry=rep[1], rz=rep[2], model=model, reuse=reuse,
-                                steps=steps, warmup=warmup))
+                                threads=threads, steps=steps, warmup=warmup))
     for f in work.glob("rss.*"):
         f.unlink()
     log = work / "log.lammps"
@@ -161,8 +161,8 @@ def main() -> None:
         sys.exit(f"{a.lmp} not found: run ./scripts/build.sh first")
     if shutil.which("mpirun") is None:
         sys.exit("mpirun not found: install openmpi-bin (./scripts/install-deps.sh)")
-    os.environ.update({"OMP_NUM_THREADS": str(a.threads), "DEQFORMER_NUM_THREADS": str(a.threads),
-                       "OMP_WAIT_POLICY": "PASSIVE", "OMP_PROC_BIND": "false"})
+    # LibTorch's threads: the pair_style keyword threads; OMP_NUM_THREADS for OpenMP and OpenBLAS
+    os.environ.update({"OMP_NUM_THREADS": str(a.threads), "OMP_WAIT_POLICY": "PASSIVE", "OMP_PROC_BIND": "false"})
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = a.out.with_suffix(".csv.tmp")
     rows = []

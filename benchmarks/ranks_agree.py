@@ -30,7 +30,7 @@ INPUT = """units metal
 atom_style atomic
 boundary p p p
 read_data {data}
-pair_style deqformer {model} tol {tol}
+pair_style deqformer {model} tol {tol} threads 1
 pair_coeff * * {elements}
 compute solver all deqformer/solver
 variable fwd equal c_solver[1]
@@ -77,7 +77,7 @@ def main() -> None:
     for path, fix in ((a.lmp, "./scripts/build.sh"), (a.model, "train and deploy a model"), (a.data, "")):
         if not path.exists():
             sys.exit(f"{path} not found{': ' + fix if fix else ''}")
-    os.environ.update(OMP_NUM_THREADS="1", DEQFORMER_NUM_THREADS="1")   # one thread per rank, as in the ctests
+    os.environ.update(OMP_NUM_THREADS="1")   # one thread per rank (also pair_style threads 1), as in the ctests
     result = {"model": str(a.model), "data": str(a.data), "steps": a.steps, "tol": a.tol, "runs": {}}
     ref = None
     with tempfile.TemporaryDirectory(prefix="ranks_agree_") as tmp:

@@ -29,7 +29,6 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include <cstdlib>
 #include <string>
 
 using namespace LAMMPS_NS;
@@ -288,7 +287,8 @@ template <class DeviceType> PairDeqformerKokkos<DeviceType>::~PairDeqformerKokko
 }
 
 /* ----------------------------------------------------------------------
-   the model runs where Kokkos runs; LibTorch's CPU threads follow Kokkos's host threads
+   the model runs where Kokkos runs; LibTorch's CPU threads follow Kokkos's host threads unless the
+   keyword threads says otherwise
 ------------------------------------------------------------------------- */
 
 template <class DeviceType> void PairDeqformerKokkos<DeviceType>::select_device()
@@ -305,11 +305,8 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::select_device(
   }
   int threads = 0;
   if (torch_device.is_cpu()) {
-    typename DeviceType::execution_space space;
-    threads = space.concurrency();
-    const char *env = std::getenv("DEQFORMER_TORCH_THREADS");
-    if (env && std::atoi(env) > 0) threads = std::atoi(env);
-    if (at::get_num_threads() != threads) at::set_num_threads(threads);
+    threads = num_threads > 0 ? num_threads : typename DeviceType::execution_space().concurrency();
+    set_torch_threads(threads);
   }
   if (comm->me == 0)
     utils::logmesg(lmp, "pair_style deqformer/kk: Kokkos {} ({} threads) -> LibTorch device {}{}\n",

@@ -34,6 +34,8 @@
 #include "neigh_request.h"
 #endif
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -129,7 +131,7 @@ void PairDeqformer::settings(int narg, char **arg)
 {
   static const char *keywords[] = {"tol",  "adjoint_tol", "max_iter",       "reuse", "solver",
                                    "memory", "beta",      "nonconvergence", "device",
-                                   "min_dist", "backend", "edge_cache"};
+                                   "min_dist", "backend", "edge_cache", "threads"};
   auto is_keyword = [&](const char *s) {
     for (const char *k : keywords)
       if (strcmp(s, k) == 0) return true;
@@ -144,12 +146,13 @@ void PairDeqformer::settings(int narg, char **arg)
   device_name = "cpu";
   backend_name = "auto";
   min_dist = 0.1;
+  num_threads = 0;
   edge_cache_mb = deqformer::NativeModel::DEFAULT_EDGE_CACHE_BYTES / double(1 << 20);
   while (iarg < narg) {
     if (!is_keyword(arg[iarg]))
       error->all(FLERR,
                  "Illegal pair_style deqformer command: unknown keyword '{}' (use tol, adjoint_tol, max_iter, "
-                 "reuse, solver, memory, beta, nonconvergence, device, min_dist, backend or edge_cache)",
+                 "reuse, solver, memory, beta, nonconvergence, device, min_dist, backend, edge_cache or threads)",
                  arg[iarg]);
     if (iarg + 1 >= narg)
       error->all(FLERR, "Illegal pair_style deqformer command: keyword '{}' needs a value", arg[iarg]);
@@ -213,6 +216,9 @@ void PairDeqformer::settings(int narg, char **arg)
       edge_cache_mb = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (edge_cache_mb < 0.0)
         error->all(FLERR, "Illegal pair_style deqformer command: edge_cache must be >= 0 (MB per process)");
+    } else if (key == "threads") {
+      num_threads = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (num_threads < 1) error->all(FLERR, "Illegal pair_style deqformer command: threads must be >= 1");
     }
     iarg += 2;
   }
@@ -302,10 +308,11 @@ void PairDeqformer::load_model(const std::string &file)
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style deqformer: model {} (contract {}, {} elements: {}, r_max {} A, state dim {}, {}), "
-                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}, device {}, backend {}\n",
+                   "solver {} tol {} adjoint_tol {} max_iter {} memory {} beta {}, reuse {}, device {}, backend {}, "
+                   "LibTorch threads {}\n",
                    file, model->meta("contract_version"), model->num_types(), model->type_names_joined(), r_max,
                    state_dim, model->dtype_name(), deqformer::solver_name(kind), tol, adjoint_tol, max_iter, solver_memory,
-                   beta, reuse ? "yes" : "no", model->device().str(), backend_note);
+                   beta, reuse ? "yes" : "no", model->device().str(), backend_note, at::get_num_threads());
 }
 
 // keyword backend: native (hand-written C++ kernels, deqformer_native.h) where it supports the model and
@@ -339,6 +346,14 @@ void PairDeqformer::select_device()
   } catch (deqformer::Error &e) {
     error->all(FLERR, "pair_style deqformer: {}", e.what());
   }
+  set_torch_threads(num_threads);
+}
+
+// keyword threads: LibTorch's intra-op threads of this process (0: leave LibTorch's own count, which
+// follows OMP_NUM_THREADS)
+void PairDeqformer::set_torch_threads(int n)
+{
+  if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
 }
 
 int PairDeqformer::node_local_rank()

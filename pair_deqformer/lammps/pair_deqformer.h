@@ -73,6 +73,7 @@ class PairDeqformer : public Pair {
   void apply_settings();
   // moves the model to the device it runs on (keyword device; the Kokkos variant: its execution space)
   virtual void select_device();
+  void set_torch_threads(int n);
   void select_backend();
   // the per-atom state store: fix DEQFORMER/STATE (the Kokkos variant: its DualView version)
   virtual void ensure_state_fix();
@@ -107,6 +108,7 @@ class PairDeqformer : public Pair {
                      BadGeometry &bad);
   double min_dist;    // keyword min_dist (Angstrom in metal and real units), default 0.1
   double edge_cache_mb;    // keyword edge_cache: MB per process for the native backend's kept edge work
+  int num_threads;         // keyword threads: LibTorch intra-op threads per process, 0 = the default
 
   std::string model_file;
   std::unique_ptr<deqformer::Model> model;

@@ -21,6 +21,7 @@
 #include "pair.h"
 #include "variable.h"
 
+#include <ATen/Parallel.h>
 #include <gmock/gmock.h>
 #include <mpi.h>
 
@@ -546,6 +547,17 @@ TEST(Serial, EnergyConservationNVE)
   EXPECT_LT(std::abs(1e3 * slope / natoms), NVE_MAX_DRIFT_MEV_PER_ATOM_PS);
 }
 
+// keyword threads: LibTorch's intra-op threads of the process (set back afterwards, for the other tests)
+TEST(Serial, ThreadsKeyword)
+{
+  const int before = at::get_num_threads();
+  const std::string msg = lammps_error(setup_commands("aspirin_1.data", std::string(TIGHT) + " threads 2"));
+  const int during = at::get_num_threads();
+  at::set_num_threads(before);
+  EXPECT_EQ(msg, "");
+  EXPECT_EQ(during, 2);
+}
+
 TEST(Serial, BadInputs)
 {
   auto base = setup_commands("aspirin_1.data");
@@ -628,6 +640,8 @@ TEST(Serial, BadInputs)
   EXPECT_THAT(msg, HasSubstr("min_dist must be >= 0"));
   msg = lammps_error(with({"pair_style deqformer " + model() + " edge_cache -1", "pair_coeff * * H C O"}));
   EXPECT_THAT(msg, HasSubstr("edge_cache must be >= 0 (MB per process)"));
+  msg = lammps_error(with({"pair_style deqformer " + model() + " threads 0", "pair_coeff * * H C O"}));
+  EXPECT_THAT(msg, HasSubstr("threads must be >= 1"));
 
   // max_iter too small with nonconvergence error: a clean error on every rank
   msg = lammps_error(with({"pair_style deqformer " + model() + " tol 1e-12 max_iter 2 nonconvergence error",
