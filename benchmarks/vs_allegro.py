@@ -62,7 +62,7 @@ read_data {data}
 replicate {rx} {ry} {rz}
 """
 
-DEQ = HEAD + """pair_style deqformer {model} backend {backend} {solver}
+DEQ = HEAD + """pair_style deqformer {model} backend {backend} threads 1 {solver}
 pair_coeff * * H C O
 neighbor 1.0 bin
 neigh_modify every 1 delay 0 check yes

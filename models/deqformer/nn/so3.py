@@ -4,8 +4,8 @@ Conventions follow e3nn so its users can read the features: component normalisat
 (sum_m Y_lm(r)^2 = 2l+1 on the unit sphere), l = 1 is sqrt(3) (x, y, z), and the irreps of one l are
 stored channel-major with m fastest ("64x0e+32x1o+16x2e" -> [64 | 32*3 | 16*5]).
 The coupling tensors are computed numerically once (null space of the equivariance constraint),
-normalised to unit Frobenius norm and signed so that they equal e3nn's ``o3.wigner_3j`` entry for entry
-(tests/python/test_e3nn_conventions.py checks all of this against e3nn 0.5 when it is importable).
+normalised to unit Frobenius norm; they equal e3nn's ``o3.wigner_3j`` entry for entry up to the sign of
+two paths (tests/python/test_e3nn_conventions.py checks all of this against e3nn 0.5 when it is importable).
 """
 from functools import lru_cache
 from typing import Dict, List, Tuple
@@ -101,8 +101,10 @@ def wigner_3j_np(l1: int, l2: int, l3: int) -> np.ndarray:
         raise ValueError(f"no unique coupling for ({l1},{l2},{l3})")
     c = null.reshape(d1, d2, d3)
     c /= np.linalg.norm(c)
-    # e3nn's sign: the sum of the entries is positive (non-zero for every path with l <= 2)
-    c *= np.sign(c.sum())
+    # sign: the first non-zero entry is positive. e3nn's wigner_3j has the opposite sign for (1, 1, 2) and
+    # (2, 2, 2); a path's sign is absorbed by its learned weight, and models trained with this sign keep it
+    first = c.flatten()[np.argmax(np.abs(c.flatten()) > 1e-6)]
+    c *= np.sign(first)
     c[np.abs(c) < 1e-12] = 0.0
     return c
 
