@@ -13,6 +13,7 @@ Training additionally needs parameter gradients; ``evaluate_model`` builds them 
 L = sum_i e(z*_i) + u*.(f(z*, x) - z*) (+ the core repulsion, explicit in the positions), whose value is E at the fixed point and whose first
 derivatives (positions AND parameters) are the exact implicit ones.
 """
+import math
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
@@ -275,6 +276,6 @@ def contraction(module, pos: torch.Tensor, types: torch.Tensor, edge_index: torc
     for _ in range(iters):
         v = jv(v)
         nv = float(v.norm())
-        log_growth += torch.log(torch.tensor(nv)).item()
+        log_growth += math.log(nv)
         v = v / nv
-    return Contraction(sigma2 ** 0.5, float(torch.exp(torch.tensor(log_growth / iters))))
+    return Contraction(sigma2 ** 0.5, math.exp(log_growth / iters))
