@@ -24,6 +24,7 @@
 #include "neigh_list_kokkos.h"
 #include "neigh_request.h"
 #include "neighbor.h"
+#include "update.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -219,6 +220,44 @@ template <class DeviceType> struct EdgeForces {
           Kokkos::atomic_add(&vatom(j, m), 0.5 * w[m]);
         }
     }
+  }
+};
+
+// ---------------------------------------------------------------- per-atom state (deqformer_pair_rules.h)
+// start values of value idx = i * dim + c of the [nlocal, D] z0 and u0 from the stored rows
+template <class DeviceType> struct StartValues {
+  typename ArrayTypes<DeviceType>::t_double_2d state;
+  Unmanaged<DeviceType, double> z0, u0;
+  int dim;
+  bool extrapolate;
+  KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
+  {
+    const int i = idx / dim, c = idx - i * dim;
+    const double flag = state(i, state_layout::FLAG);
+    z0(idx) = state_layout::start_value(flag, extrapolate, state(i, state_layout::Z + c),
+                                        state(i, state_layout::z_prev(dim) + c));
+    u0(idx) = state_layout::start_value(flag, extrapolate, state(i, state_layout::u(dim) + c),
+                                        state(i, state_layout::u_prev(dim) + c));
+  }
+};
+
+// the new fixed point and adjoint of atom i into its row (one thread per atom: the flag changes last)
+template <class DeviceType> struct StoreValues {
+  typename ArrayTypes<DeviceType>::t_double_2d state;
+  Unmanaged<DeviceType, const double> z, u;
+  int dim;
+  bool new_step;
+  KOKKOS_INLINE_FUNCTION void operator()(const int i) const
+  {
+    const double flag = state(i, state_layout::FLAG);
+    for (int c = 0; c < dim; c++) {
+      const int64_t k = static_cast<int64_t>(i) * dim + c;
+      state_layout::store_value(flag, new_step, z(k), state(i, state_layout::Z + c),
+                                state(i, state_layout::z_prev(dim) + c));
+      state_layout::store_value(flag, new_step, u(k), state(i, state_layout::u(dim) + c),
+                                state(i, state_layout::u_prev(dim) + c));
+    }
+    state(i, state_layout::FLAG) = state_layout::stored_flag(flag, new_step);
   }
 };
 
@@ -455,17 +494,16 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   graph.edge_index = torch::from_blob(d_edge_index.data(), {2, nedges}, iopt);
   graph.edge_vec = torch::from_blob(d_edge_vec.data(), {nedges, 3}, dopt);
 
-  // ---- start values: rows of the state store, zero where no state is stored
+  // ---- start values from the rows of the state store (zero where no state is stored)
   auto d_state = fix_state_kk->view();
-  const int64_t ncols = fix_state_kk->columns();
-  torch::Tensor state =
-      torch::from_blob(d_state.data(), {nlocal, ncols}, {static_cast<int64_t>(d_state.stride_0()), 1}, dopt);
   torch::Tensor z0, u0;
-  if (reuse) {
-    torch::NoGradGuard no_grad;
-    const torch::Tensor none = state.select(1, state_layout::FLAG).le(0.0).unsqueeze(1);
-    z0 = state.narrow(1, state_layout::Z, D).masked_fill(none, 0.0);
-    u0 = state.narrow(1, state_layout::u(D), D).masked_fill(none, 0.0);
+  if (reuse && nlocal > 0) {
+    z0 = torch::empty({nlocal, D}, dopt);
+    u0 = torch::empty({nlocal, D}, dopt);
+    Kokkos::parallel_for("deqformer/kk:start_values", Kokkos::RangePolicy<DeviceType>(0, nlocal * D),
+                         StartValues<DeviceType>{d_state, flat<DeviceType, double>(z0), flat<DeviceType, double>(u0),
+                                                 D, extrapolate_now()});
+    DeviceType().fence();
   }
 
   const deqformer::DriverSettings ds = driver_settings();
@@ -508,11 +546,13 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   }
 
   // ---- z*, u* into the store for the next evaluation
+  const bool new_step = fix_state->begin_store(update->ntimestep);
   if (nlocal > 0) {
-    torch::NoGradGuard no_grad;
-    state.narrow(1, state_layout::Z, D).copy_(res.z);
-    state.narrow(1, state_layout::u(D), D).copy_(res.u);
-    state.select(1, state_layout::FLAG).fill_(1.0);
+    const torch::Tensor zs = res.z.contiguous(), us = res.u.contiguous();
+    Kokkos::parallel_for("deqformer/kk:store_values", Kokkos::RangePolicy<DeviceType>(0, nlocal),
+                         StoreValues<DeviceType>{d_state, flat<DeviceType, const double>(zs),
+                                                 flat<DeviceType, const double>(us), D, new_step});
+    DeviceType().fence();
   }
   sync_torch();
   fix_state_kk->modified();

@@ -75,7 +75,9 @@ namespace pair_rules {
   }
 
   // ---------------------------------------------------------------- per-atom state
-  // a row of fix DEQFORMER/STATE for state size D: [flag, z*(D), u*(D)], flag 1 where a state is stored
+  // A row of fix DEQFORMER/STATE for state size D: [flag, z*(D), u*(D), z*_prev(D), u*_prev(D)].
+  // flag counts the successive fixed points the row holds: 0 none, 1 the last (z*, u*), 2 also the
+  // one before (z*_prev, u*_prev), computed at the two MD steps before the current one.
   namespace state_layout {
     constexpr int FLAG = 0;    // column of the flag
     constexpr int Z = 1;       // first column of z*
@@ -83,9 +85,38 @@ namespace pair_rules {
     {
       return 1 + dim;
     }
-    DEQFORMER_INLINE int columns(int dim)
+    DEQFORMER_INLINE int z_prev(int dim)
     {
       return 1 + 2 * dim;
+    }
+    DEQFORMER_INLINE int u_prev(int dim)
+    {
+      return 1 + 3 * dim;
+    }
+    DEQFORMER_INLINE int columns(int dim)
+    {
+      return 1 + 4 * dim;
+    }
+
+    // Start value of one component of a solve: zero without a stored state; the last fixed point s_n;
+    // or, when the two stored fixed points belong to the two preceding steps of one run, their linear
+    // extrapolation 2 s_n - s_{n-1}, whose error is second order in the time step instead of first.
+    DEQFORMER_INLINE double start_value(double flag, bool extrapolate, double now, double prev)
+    {
+      if (flag < 1.0) return 0.0;
+      return (extrapolate && flag >= 2.0) ? 2.0 * now - prev : now;
+    }
+    // Store one component of a new fixed point. At a new step the last one becomes the previous; a
+    // second evaluation at the same step (setup, run 0) replaces the last one only.
+    DEQFORMER_INLINE void store_value(double flag, bool new_step, double value, double &now, double &prev)
+    {
+      if (new_step && flag >= 1.0) prev = now;
+      now = value;
+    }
+    DEQFORMER_INLINE double stored_flag(double flag, bool new_step)
+    {
+      if (flag < 1.0) return 1.0;
+      return new_step ? 2.0 : flag;
     }
   }    // namespace state_layout
 

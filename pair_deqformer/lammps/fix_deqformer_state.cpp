@@ -6,6 +6,7 @@
 #include "fix_deqformer_state.h"
 
 #include "atom.h"
+#include "comm.h"
 #include "deqformer_pair_rules.h"
 #include "error.h"
 #include "memory.h"
@@ -17,13 +18,14 @@ using namespace LAMMPS_NS;
 using deqformer::pair_rules::state_layout::FLAG;
 
 FixDeqformerState::FixDeqformerState(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), state(nullptr), state_dim(0), ncols(1)
+    Fix(lmp, narg, arg), state(nullptr), state_dim(0), ncols(1), last_step(-1), previous_step(-1)
 {
   if (narg != 4) error->all(FLERR, "Illegal fix {} command: expected 'fix ID group {} D'", style, style);
   state_dim = utils::inumeric(FLERR, arg[3], false, lmp);
   if (state_dim <= 0) error->all(FLERR, "Illegal fix {} command: D must be positive", style);
   ncols = deqformer::pair_rules::state_layout::columns(state_dim);
 
+  restart_global = 1;
   restart_peratom = 1;
   create_attribute = 1;    // atoms created later start without a state
   maxexchange = ncols;
@@ -55,6 +57,7 @@ int FixDeqformerState::setmask()
 
 void FixDeqformerState::clear()
 {
+  last_step = previous_step = -1;
   sync_host();
   for (int i = 0; i < atom->nmax; i++) state[i][FLAG] = 0.0;
   modified_host();
@@ -76,6 +79,31 @@ void FixDeqformerState::set_local_rows(const std::vector<double> &rows)
   for (int i = 0; i < n; i++)
     std::memcpy(state[i], &rows[static_cast<size_t>(i) * ncols], sizeof(double) * ncols);
   modified_host();
+}
+
+bool FixDeqformerState::begin_store(bigint step)
+{
+  if (step == last_step) return false;
+  previous_step = last_step;
+  last_step = step;
+  return true;
+}
+
+void FixDeqformerState::write_restart(FILE *fp)
+{
+  if (comm->me != 0) return;
+  const double list[3] = {2.0, static_cast<double>(last_step), static_cast<double>(previous_step)};
+  const int size = sizeof(list);
+  fwrite(&size, sizeof(int), 1, fp);
+  fwrite(list, sizeof(double), 3, fp);
+}
+
+void FixDeqformerState::restart(char *buf)
+{
+  const auto *list = reinterpret_cast<const double *>(buf);
+  if (static_cast<int>(list[0]) != 2) return;
+  last_step = static_cast<bigint>(list[1]);
+  previous_step = static_cast<bigint>(list[2]);
 }
 
 void FixDeqformerState::grow_arrays(int nmax)
@@ -127,12 +155,17 @@ void FixDeqformerState::unpack_restart(int nlocal, int nth)
   double **extra = atom->extra;
   int m = 0;
   for (int i = 0; i < nth; i++) m += static_cast<int>(extra[nlocal][m]);
-  int n = static_cast<int>(extra[nlocal][m]) - 1;
+  const int n = static_cast<int>(extra[nlocal][m]) - 1;
   m++;
-  if (n != ncols)    // written for a model with another state size: start from zero
-    state[nlocal][FLAG] = 0.0;
-  else
+  if (n == ncols) {
     std::memcpy(state[nlocal], &extra[nlocal][m], sizeof(double) * ncols);
+  } else if (n == 1 + 2 * state_dim) {
+    // a file of the layout [flag, z*, u*]: the last fixed point only
+    std::memcpy(state[nlocal], &extra[nlocal][m], sizeof(double) * n);
+    state[nlocal][FLAG] = std::min(state[nlocal][FLAG], 1.0);
+  } else {    // written for a model with another state size: start from zero
+    state[nlocal][FLAG] = 0.0;
+  }
   modified_host();
 }
 

@@ -89,7 +89,7 @@ bool readable(const char *path)
 PairDeqformer::PairDeqformer(LAMMPS *lmp) :
     Pair(lmp), comm_tensor(nullptr), type_map(nullptr), r_max(0.0), r_max_sq(0.0), energy_factor(1.0),
     state_dim(0), kind(0), max_iter(40), solver_memory(5), tol(1e-6), adjoint_tol(1e-6), beta(1.0), lam(1e-6),
-    reuse(1), nonconv_error(0), min_dist(0.1), set_kind(0), set_max_iter(0), set_memory(0), set_tol(0), set_adjoint_tol(0),
+    reuse(REUSE_EXTRAPOLATE), nonconv_error(0), min_dist(0.1), set_kind(0), set_max_iter(0), set_memory(0), set_tol(0), set_adjoint_tol(0),
     set_beta(0), fix_state(nullptr), run_iters(0.0), run_adj_iters(0.0), nwarn(0)
 {
   single_enable = 0;
@@ -141,7 +141,7 @@ void PairDeqformer::settings(int narg, char **arg)
   model_file.clear();
   if (narg > 0 && !is_keyword(arg[0])) model_file = arg[iarg++];
   set_kind = set_max_iter = set_memory = set_tol = set_adjoint_tol = set_beta = 0;
-  reuse = 1;
+  reuse = REUSE_EXTRAPOLATE;
   nonconv_error = 0;
   device_name = "cpu";
   backend_name = "auto";
@@ -179,12 +179,16 @@ void PairDeqformer::settings(int narg, char **arg)
         error->all(FLERR, "Illegal pair_style deqformer command: beta must be in (0, 1]");
       set_beta = 1;
     } else if (key == "reuse") {
-      if (val == "yes")
-        reuse = 1;
+      if (val == "yes" || val == "extrapolate")
+        reuse = REUSE_EXTRAPOLATE;
+      else if (val == "last")
+        reuse = REUSE_LAST;
       else if (val == "no")
-        reuse = 0;
+        reuse = REUSE_NO;
       else
-        error->all(FLERR, "Illegal pair_style deqformer command: reuse must be yes or no, not '{}'", val);
+        error->all(FLERR,
+                   "Illegal pair_style deqformer command: reuse must be yes (= extrapolate), last or no, not '{}'",
+                   val);
     } else if (key == "solver") {
       try {
         kind = deqformer::solver_code(val);
@@ -312,7 +316,7 @@ void PairDeqformer::load_model(const std::string &file)
                    "LibTorch threads {}\n",
                    file, model->meta("contract_version"), model->num_types(), model->type_names_joined(), r_max,
                    state_dim, model->dtype_name(), deqformer::solver_name(kind), tol, adjoint_tol, max_iter, solver_memory,
-                   beta, reuse ? "yes" : "no", model->device().str(), backend_note, at::get_num_threads());
+                   beta, reuse_name(reuse), model->device().str(), backend_note, at::get_num_threads());
 }
 
 // keyword backend: native (hand-written C++ kernels, deqformer_native.h) where it supports the model and
@@ -453,17 +457,24 @@ FixDeqformerState *PairDeqformer::state_store(const std::string &style, const st
   // LAMMPS hands a restart file's per-atom record to a new fix of the same ID and style only: a store
   // of each other style receives the record if the file has one, and its rows move into the new store
   std::vector<double> rows;
+  bigint steps[2] = {-1, -1};
   if (modify->nfix_restart_peratom > 0)
     for (const std::string &other : other_styles) {
       if (modify->fix_map->find(other) == modify->fix_map->end()) continue;
       auto *f = dynamic_cast<FixDeqformerState *>(modify->add_fix(command(other), 0));
-      if (f && f->restart_reset) rows = f->local_rows();
+      if (f && f->restart_reset) {
+        rows = f->local_rows();
+        f->history(steps);
+      }
       modify->delete_fix(fix_id);
       if (!rows.empty()) break;
     }
   auto *f = dynamic_cast<FixDeqformerState *>(modify->add_fix(command(style), 0));
   if (!f) error->all(FLERR, "pair_style deqformer: could not create fix {} for its per-atom states", style);
-  if (!rows.empty()) f->set_local_rows(rows);
+  if (!rows.empty()) {
+    f->set_local_rows(rows);
+    f->set_history(steps);
+  }
   return f;
 }
 
@@ -543,14 +554,18 @@ void PairDeqformer::compute(int eflag, int vflag)
   torch::Tensor z0 = torch::zeros({nlocal, D}, torch::kFloat64);
   torch::Tensor u0 = torch::zeros({nlocal, D}, torch::kFloat64);
   double **st = fix_state->state;
-  const int col_u = state_layout::u(D);
+  const int col_u = state_layout::u(D), col_zp = state_layout::z_prev(D), col_up = state_layout::u_prev(D);
   if (reuse) {
+    const bool extrapolate = extrapolate_now();
     double *zp = z0.data_ptr<double>(), *up = u0.data_ptr<double>();
-    for (int i = 0; i < nlocal; i++)
-      if (st[i][state_layout::FLAG] > 0.0) {
-        std::memcpy(zp + static_cast<int64_t>(i) * D, &st[i][state_layout::Z], sizeof(double) * D);
-        std::memcpy(up + static_cast<int64_t>(i) * D, &st[i][col_u], sizeof(double) * D);
+    for (int i = 0; i < nlocal; i++) {
+      const double flag = st[i][state_layout::FLAG];
+      const int64_t row = static_cast<int64_t>(i) * D;
+      for (int c = 0; c < D; c++) {
+        zp[row + c] = state_layout::start_value(flag, extrapolate, st[i][state_layout::Z + c], st[i][col_zp + c]);
+        up[row + c] = state_layout::start_value(flag, extrapolate, st[i][col_u + c], st[i][col_up + c]);
       }
+    }
   }
 
   const deqformer::DriverSettings ds = driver_settings();
@@ -596,13 +611,30 @@ void PairDeqformer::compute(int eflag, int vflag)
   // ---- state for the next evaluation
   const double *zs = res.z.data_ptr<double>();
   const double *us = res.u.data_ptr<double>();
+  const bool new_step = fix_state->begin_store(update->ntimestep);
   for (int i = 0; i < nlocal; i++) {
-    st[i][state_layout::FLAG] = 1.0;
-    std::memcpy(&st[i][state_layout::Z], zs + static_cast<int64_t>(i) * D, sizeof(double) * D);
-    std::memcpy(&st[i][col_u], us + static_cast<int64_t>(i) * D, sizeof(double) * D);
+    const double flag = st[i][state_layout::FLAG];
+    const int64_t row = static_cast<int64_t>(i) * D;
+    for (int c = 0; c < D; c++) {
+      state_layout::store_value(flag, new_step, zs[row + c], st[i][state_layout::Z + c], st[i][col_zp + c]);
+      state_layout::store_value(flag, new_step, us[row + c], st[i][col_u + c], st[i][col_up + c]);
+    }
+    st[i][state_layout::FLAG] = state_layout::stored_flag(flag, new_step);
   }
 
   record_stats(res, ds);
+}
+
+const char *PairDeqformer::reuse_name(int mode)
+{
+  return mode == REUSE_EXTRAPOLATE ? "extrapolate" : (mode == REUSE_LAST ? "last" : "no");
+}
+
+// Extrapolate from the stored fixed points when they come from the two steps just before this one of
+// a dynamics run (not in a minimisation, whose steps are not equally spaced in anything).
+bool PairDeqformer::extrapolate_now() const
+{
+  return reuse == REUSE_EXTRAPOLATE && update->whichflag == 1 && fix_state->consecutive_before(update->ntimestep);
 }
 
 deqformer::DriverSettings PairDeqformer::driver_settings() const

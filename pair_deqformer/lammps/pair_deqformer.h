@@ -120,7 +120,11 @@ class PairDeqformer : public Pair {
   // solver settings (model defaults, overridden by pair_style keywords)
   int kind, max_iter, solver_memory;
   double tol, adjoint_tol, beta, lam;
+  // start of each solve: zero, the last stored fixed point, or the extrapolation from the last two
+  enum { REUSE_NO = 0, REUSE_LAST = 1, REUSE_EXTRAPOLATE = 2 };
   int reuse, nonconv_error;
+  static const char *reuse_name(int mode);
+  bool extrapolate_now() const;
   std::string device_name;    // keyword device: cpu (default), cuda, cuda:N
   std::string backend_name;   // keyword backend: auto (default: native where it can), native, torchscript
   int use_native = 0;         // the backend chosen: 1 native, 0 torchscript

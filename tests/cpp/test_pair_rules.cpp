@@ -78,13 +78,47 @@ TEST(PairRules, EdgeVirial)
 TEST(PairRules, StateLayout)
 {
   for (int dim : {1, 8, 100}) {
-    EXPECT_EQ(state_layout::columns(dim), 1 + 2 * dim);
-    // flag, then z* and u* side by side, covering the row
+    EXPECT_EQ(state_layout::columns(dim), 1 + 4 * dim);
+    // flag, then z*, u*, z*_prev and u*_prev side by side, covering the row
     EXPECT_EQ(state_layout::FLAG, 0);
     EXPECT_EQ(state_layout::Z, state_layout::FLAG + 1);
     EXPECT_EQ(state_layout::u(dim), state_layout::Z + dim);
-    EXPECT_EQ(state_layout::u(dim) + dim, state_layout::columns(dim));
+    EXPECT_EQ(state_layout::z_prev(dim), state_layout::u(dim) + dim);
+    EXPECT_EQ(state_layout::u_prev(dim), state_layout::z_prev(dim) + dim);
+    EXPECT_EQ(state_layout::u_prev(dim) + dim, state_layout::columns(dim));
   }
+}
+
+// The history of one stored component over the evaluations of a run: what each solve starts from.
+TEST(PairRules, StateHistory)
+{
+  using namespace state_layout;
+  double flag = 0.0, now = 0.0, prev = 0.0;
+  auto store = [&](bool new_step, double value) {
+    store_value(flag, new_step, value, now, prev);
+    flag = stored_flag(flag, new_step);
+  };
+  EXPECT_EQ(start_value(flag, true, now, prev), 0.0);    // nothing stored: cold start
+  store(true, 1.0);                                       // step 0
+  EXPECT_EQ(flag, 1.0);
+  EXPECT_EQ(start_value(flag, true, now, prev), 1.0);    // one fixed point: reuse it
+  store(false, 1.5);                                      // step 0 again (run 0): replaced, not shifted
+  EXPECT_EQ(flag, 1.0);
+  EXPECT_EQ(start_value(flag, true, now, prev), 1.5);
+  store(true, 2.0);                                       // step 1
+  EXPECT_EQ(flag, 2.0);
+  EXPECT_EQ(prev, 1.5);
+  // a quantity moving linearly in time is predicted exactly; without extrapolation the last value
+  EXPECT_EQ(start_value(flag, true, now, prev), 2.5);
+  EXPECT_EQ(start_value(flag, false, now, prev), 2.0);
+  store(true, 2.5);                                       // step 2
+  EXPECT_EQ(flag, 2.0);
+  EXPECT_EQ(prev, 2.0);
+  EXPECT_EQ(start_value(flag, true, now, prev), 3.0);
+  store(false, 2.7);                                      // step 2 again: the previous stays step 1's
+  EXPECT_EQ(prev, 2.0);
+  EXPECT_EQ(now, 2.7);
+  EXPECT_NEAR(start_value(flag, true, now, prev), 3.4, 1e-15);
 }
 
 TEST(PairRules, RowOperations)
