@@ -7,33 +7,17 @@
 //   KokkosRanks*     1 vs 2 ranks (single point, and MD with migration, sorting and reuse) <= 1e-10
 //   KokkosThreads*   (2-thread run) the 1-thread run's results, read from files it wrote, <= 1e-10
 //   KokkosReuse*, KokkosRestart*   reuse on/off and restart continuity as for the CPU style, plus a
-//                    restart file of deqformer continued by deqformer/kk with its states
+//                    restart file of deqformer continued by deqformer/kk with its states and back
 //   KokkosSettings*  neigh half = neigh full; comm no (host) = comm device (Kokkos kernels); newton off
 //                    refused; device keyword of the CPU style
 #include "lammps_harness.h"
-#include "test_common.h"
-
-#include "atom.h"
-#include "compute.h"
-#include "domain.h"
-#include "exceptions.h"
-#include "force.h"
-#include "input.h"
-#include "lammps.h"
-#include "library.h"
-#include "modify.h"
-#include "pair.h"
 
 #include <gmock/gmock.h>
-#include <mpi.h>
 #include <torch/cuda.h>
 
-#include <cstdio>
 #include <fstream>
-#include <functional>
 #include <sstream>
 
-using LAMMPS_NS::LAMMPS;
 using ::testing::HasSubstr;
 using deqtest::rel_diff;
 
@@ -43,8 +27,6 @@ using namespace deqtest;
 int world_rank = 0, world_size = 1;
 int kk_threads = 1;
 
-
-
 // how LAMMPS is started: the CPU style, or the Kokkos style through the kk suffix. comm device (the
 // default on GPUs; host builds default to 'comm no') makes the states and adjoints travel through the
 // style's Kokkos pack/unpack kernels; comm no through LAMMPS's host communication
@@ -52,32 +34,25 @@ struct Mode {
   bool kokkos = false;
   std::string neigh = "full";
   std::string comm = "device";
+  bool plain_pair = false;    // with kokkos: 'suffix off' before the pair style (plain style, KOKKOS LAMMPS)
 };
 const Mode CPU{false, "full", "device"};
 const Mode KK{true, "full", "device"};
+const Mode CPU_IN_KK{true, "full", "device", true};
 
-class Sim {
- public:
-  Sim(MPI_Comm comm, const Mode &mode) : comm_(comm)
-  {
-    std::vector<std::string> args = {"lmp", "-nocite", "-log", "none"};
-    if (!std::getenv("DEQ_TEST_VERBOSE")) args.insert(args.end(), {"-screen", "none"});
-    if (mode.kokkos)
-      args.insert(args.end(), {"-k", "on", "t", std::to_string(kk_threads), "-sf", "kk", "-pk", "kokkos", "newton",
-                               "on", "neigh", mode.neigh, "comm", mode.comm});
-    std::vector<char *> argv;
-    for (auto &a : args) argv.push_back(&a[0]);
-    lmp = new LAMMPS(static_cast<int>(argv.size()), argv.data(), comm);
-  }
-  ~Sim() { delete lmp; }
-  void cmd(const std::string &line) { lmp->input->one(deqtest::with_backend(line)); }
-  void cmds(const std::vector<std::string> &lines)
-  {
-    for (const auto &l : lines) cmd(l);
-  }
-  LAMMPS *lmp;
-  MPI_Comm comm_;
-};
+// the launch arguments of a mode
+std::vector<std::string> launch_args(const Mode &mode)
+{
+  if (!mode.kokkos) return {};
+  return {"-k", "on", "t", std::to_string(kk_threads), "-sf", "kk", "-pk", "kokkos", "newton", "on", "neigh",
+          mode.neigh, "comm", mode.comm};
+}
+
+// runs `body` on the first `nprocs` world ranks; the result is broadcast to every world rank
+Snapshot run_on(int nprocs, const Mode &mode, const std::function<Snapshot(Sim &)> &body)
+{
+  return run_lammps_on(nprocs, launch_args(mode), body);
+}
 
 std::vector<std::string> setup_commands(const std::string &datafile, const std::string &style_args = TIGHT,
                                         const std::string &model = "model_f64.pt")
@@ -96,80 +71,6 @@ std::vector<std::string> setup_commands(const std::string &datafile, const std::
           "compute sas all reduce sum c_sa[1]",
           "thermo_style custom step pe press c_pes c_sas",
           "thermo_modify format float %20.15g"};
-}
-
-Snapshot gather(Sim &s)
-{
-  LAMMPS *lmp = s.lmp;
-  Snapshot snap;
-  const int n = static_cast<int>(lmp->atom->natoms);
-  const int nlocal = lmp->atom->nlocal;
-  snap.eatom.assign(n, 0.0);
-  snap.f.assign(3 * n, 0.0);
-  snap.x.assign(3 * n, 0.0);
-  snap.vatom.assign(6 * n, 0.0);
-  auto *pea = find_compute(lmp, "pea");
-  auto *sa = find_compute(lmp, "sa");
-  const double nktv2p = lmp->force->nktv2p;
-  for (int i = 0; i < nlocal; i++) {
-    const int t = static_cast<int>(lmp->atom->tag[i]) - 1;
-    if (pea) snap.eatom[t] = pea->vector_atom[i];
-    double unwrap[3];
-    lmp->domain->unmap(lmp->atom->x[i], lmp->atom->image[i], unwrap);
-    for (int d = 0; d < 3; d++) {
-      snap.f[3 * t + d] = lmp->atom->f[i][d];
-      snap.x[3 * t + d] = unwrap[d];
-    }
-    if (sa)
-      for (int m = 0; m < 6; m++) snap.vatom[6 * t + m] = -sa->array_atom[i][m] / nktv2p;
-  }
-  auto allsum = [&](std::vector<double> &v) {
-    std::vector<double> out(v.size());
-    MPI_Allreduce(v.data(), out.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM, s.comm_);
-    v = out;
-  };
-  allsum(snap.eatom);
-  allsum(snap.f);
-  allsum(snap.x);
-  allsum(snap.vatom);
-  snap.virial.assign(lmp->force->pair->virial, lmp->force->pair->virial + 6);
-  allsum(snap.virial);
-  snap.energy = lammps_get_thermo(lmp, "pe");
-  int dim = 0;
-  auto *st = static_cast<double *>(lmp->force->pair->extract("deqformer/solver_stats", dim));
-  if (st) snap.stats.assign(st, st + NSTATS);
-  snap.pair_style = lmp->force->pair_style;
-  return snap;
-}
-
-// runs `body` on the first `nprocs` world ranks; the result is broadcast to every world rank
-Snapshot run_on(int nprocs, const Mode &mode, const std::function<Snapshot(Sim &)> &body)
-{
-  MPI_Comm comm;
-  MPI_Comm_split(MPI_COMM_WORLD, world_rank < nprocs ? 0 : MPI_UNDEFINED, world_rank, &comm);
-  Snapshot snap;
-  if (comm != MPI_COMM_NULL) {
-    try {
-      Sim s(comm, mode);
-      snap = body(s);
-    } catch (LAMMPS_NS::LAMMPSException &e) {
-      snap.error = e.what();
-    }
-    MPI_Comm_free(&comm);
-  }
-  std::vector<double> flat = snap.flat();
-  int len = static_cast<int>(flat.size());
-  MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  flat.resize(len);
-  MPI_Bcast(flat.data(), len, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-  snap.unflat(flat);
-  for (std::string *str : {&snap.error, &snap.pair_style}) {
-    int n = static_cast<int>(str->size());
-    MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    str->resize(n);
-    MPI_Bcast(&(*str)[0], n, MPI_CHAR, 0, MPI_COMM_WORLD);
-  }
-  return snap;
 }
 
 Snapshot single_point(int nprocs, const Mode &mode, const std::string &datafile,
@@ -193,36 +94,6 @@ Snapshot md(int nprocs, const Mode &mode, const std::string &datafile, int steps
             "fix nve all nve", "timestep 0.0005", "run " + std::to_string(steps)});
     return gather(s);
   });
-}
-
-struct Diff {
-  double energy, eatom, f, x, virial, vatom;
-};
-
-Diff diff(const Snapshot &a, const Snapshot &b)
-{
-  return {rel_diff({a.energy}, {b.energy}), rel_diff(a.eatom, b.eatom), rel_diff(a.f, b.f),
-          rel_diff(a.x, b.x),               rel_diff(a.virial, b.virial), rel_diff(a.vatom, b.vatom)};
-}
-
-void expect_same(const Snapshot &a, const Snapshot &b, double tol, const std::string &what)
-{
-  ASSERT_EQ(a.error, "") << what;
-  ASSERT_EQ(b.error, "") << what;
-  ASSERT_EQ(a.stats.size(), static_cast<size_t>(NSTATS)) << what;
-  ASSERT_EQ(b.stats.size(), static_cast<size_t>(NSTATS)) << what;
-  const Diff d = diff(a, b);
-  EXPECT_LE(d.energy, tol) << what;
-  EXPECT_LE(d.eatom, tol) << what;
-  EXPECT_LE(d.f, tol) << what;
-  EXPECT_LE(d.x, tol) << what;
-  EXPECT_LE(d.virial, tol) << what;
-  EXPECT_LE(d.vatom, tol) << what;
-  if (world_rank == 0)
-    std::printf("[ info ] %s: rel. diff. energy %.1e per-atom energy %.1e forces %.1e positions %.1e virial %.1e "
-                "per-atom virial %.1e; iterations %g/%g vs %g/%g\n",
-                what.c_str(), d.energy, d.eatom, d.f, d.x, d.virial, d.vatom, a.stats[STAT_ITERS],
-                a.stats[STAT_ADJ_ITERS], b.stats[STAT_ITERS], b.stats[STAT_ADJ_ITERS]);
 }
 
 // snapshots handed from the 1-thread run to the 2-thread run
@@ -252,11 +123,7 @@ bool load(Snapshot &s, const std::string &name, int threads)
 
 std::string lammps_error(const Mode &mode, const std::vector<std::string> &lines)
 {
-  return run_on(1, mode, [&](Sim &s) {
-           s.cmds(lines);
-           return Snapshot();
-         })
-      .error;
+  return lammps_error_with(launch_args(mode), lines);
 }
 
 }    // namespace
@@ -348,19 +215,22 @@ TEST(KokkosReuse, OnOff)
   auto run = [](const std::string &reuse) {
     return run_on(2, KK, [&](Sim &s) {
       s.cmds(setup_commands("aspirin_box2.data", std::string(TIGHT) + " reuse " + reuse));
-      s.cmds({"velocity all create 300 4928459 loop geom", "fix nve all nve", "timestep 0.0005", "run 6"});
+      s.cmds({"velocity all create 300 4928459 loop geom", "fix nve all nve", "timestep 0.0005", "run 12"});
       return gather(s);
     });
   };
-  Snapshot on = run("yes"), off = run("no");
-  expect_same(on, off, 1e-8, "deqformer/kk, 6 MD steps, reuse yes vs no");
-  EXPECT_LT(on.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ITERS]);
-  EXPECT_LT(on.stats[STAT_MEAN_ADJ_ITERS], off.stats[STAT_MEAN_ADJ_ITERS]);
+  Snapshot on = run("yes"), last = run("last"), off = run("no");
+  expect_same(on, off, 1e-8, "deqformer/kk, 12 MD steps, reuse yes vs no");
+  expect_same(last, off, 1e-8, "deqformer/kk, 12 MD steps, reuse last vs no");
+  EXPECT_LT(last.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ITERS]);
+  EXPECT_LT(last.stats[STAT_MEAN_ADJ_ITERS], off.stats[STAT_MEAN_ADJ_ITERS]);
+  EXPECT_LT(on.stats[STAT_MEAN_ITERS], last.stats[STAT_MEAN_ITERS]);
+  EXPECT_LT(on.stats[STAT_MEAN_ADJ_ITERS], last.stats[STAT_MEAN_ADJ_ITERS]);
   if (world_rank == 0)
-    std::printf("[ info ] deqformer/kk mean iterations (forward/adjoint), tol 1e-12: reuse no %.2f/%.2f, yes "
-                "%.2f/%.2f\n",
-                off.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ADJ_ITERS], on.stats[STAT_MEAN_ITERS],
-                on.stats[STAT_MEAN_ADJ_ITERS]);
+    std::printf("[ info ] deqformer/kk mean iterations (forward/adjoint), tol 1e-12: reuse no %.2f/%.2f, last "
+                "%.2f/%.2f, yes %.2f/%.2f\n",
+                off.stats[STAT_MEAN_ITERS], off.stats[STAT_MEAN_ADJ_ITERS], last.stats[STAT_MEAN_ITERS],
+                last.stats[STAT_MEAN_ADJ_ITERS], on.stats[STAT_MEAN_ITERS], on.stats[STAT_MEAN_ADJ_ITERS]);
 }
 
 TEST(KokkosRestart, Continuity)
@@ -382,6 +252,7 @@ TEST(KokkosRestart, Continuity)
   auto restarted = [&](const Mode &mode, const std::string &f, const std::string &args) {
     return run_on(2, mode, [&](Sim &s) {
       s.cmd("read_restart " + f);
+      if (mode.plain_pair) s.cmd("suffix off");
       auto lines = setup_commands("aspirin_box2.data", args);
       s.cmds(std::vector<std::string>(lines.begin() + 5, lines.end()));
       s.cmds({"fix nve all nve", "timestep 0.0005", "run 3"});
@@ -395,17 +266,23 @@ TEST(KokkosRestart, Continuity)
   // LAMMPS 29Sep2021: a KOKKOS restart file names the atom style atomic/kk, which needs KOKKOS to read)
   Snapshot cpu_straight = straight(CPU, cpufile);
   Snapshot from_cpu = restarted(KK, cpufile, TIGHT);
+  // and back: a restart file of deqformer/kk continued by the plain style inside a KOKKOS LAMMPS
+  Snapshot to_cpu = restarted(CPU_IN_KK, file, TIGHT);
   expect_same(kk, kk_straight, 1e-10, "deqformer/kk: run 3 + restart + run 3 vs run 6");
   expect_same(from_cpu, cpu_straight, 1e-10, "restart file of deqformer continued by deqformer/kk");
+  expect_same(to_cpu, kk_straight, 1e-10, "restart file of deqformer/kk continued by deqformer under -k on");
+  EXPECT_NE(to_cpu.pair_style.find("deqformer"), std::string::npos);
+  EXPECT_EQ(to_cpu.pair_style.find("/kk"), std::string::npos) << to_cpu.pair_style;
+  EXPECT_NEAR(to_cpu.stats[STAT_MEAN_ITERS], kk_straight.stats[STAT_MEAN_ITERS], 0.21);
   EXPECT_NEAR(kk.stats[STAT_MEAN_ITERS], kk_straight.stats[STAT_MEAN_ITERS], 0.21);
   EXPECT_NEAR(from_cpu.stats[STAT_MEAN_ITERS], cpu_straight.stats[STAT_MEAN_ITERS], 0.21);
   EXPECT_LT(kk.stats[STAT_MEAN_ITERS], cold.stats[STAT_MEAN_ITERS]);
   if (world_rank == 0) {
     std::printf("[ info ] deqformer/kk restart: mean iterations after the restart point: continuous %.2f, "
-                "restarted %.2f, restarted without state %.2f; CPU-style file: continuous %.2f, continued by kk "
-                "%.2f\n",
+                "restarted %.2f, restarted without state %.2f, continued by the plain style %.2f; CPU-style "
+                "file: continuous %.2f, continued by kk %.2f\n",
                 kk_straight.stats[STAT_MEAN_ITERS], kk.stats[STAT_MEAN_ITERS], cold.stats[STAT_MEAN_ITERS],
-                cpu_straight.stats[STAT_MEAN_ITERS], from_cpu.stats[STAT_MEAN_ITERS]);
+                to_cpu.stats[STAT_MEAN_ITERS], cpu_straight.stats[STAT_MEAN_ITERS], from_cpu.stats[STAT_MEAN_ITERS]);
     std::remove(file.c_str());
     std::remove(cpufile.c_str());
   }
