@@ -12,6 +12,6 @@ train_once() {
   local resume=()
   [ -f "$out/$run/last.pth" ] && [ "${RETRAIN:-0}" != 1 ] && resume=(--resume)
   [ "${RETRAIN:-0}" = 1 ] && rm -rf "${out:?}/$run"
-  DEQFORMER_NUM_THREADS=${DEQFORMER_NUM_THREADS:-2} "$venv/deqformer-train" "$yaml" "${resume[@]}"
+  "$venv/deqformer-train" "$yaml" "${resume[@]}"
   touch "$out/$run/finished"
 }

@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from . import THREADS_HELP, positive_int
 from .. import keys as K
 
 __all__ = ["main", "build_parser", "evaluate", "parse_key_mapping"]
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, help="with --dataset-file: ASE format name (default: from the suffix)")
     p.add_argument("--batch-size", type=int, default=None, help="frames per batch (default: validation_batch_size or 8)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--no-ema", action="store_true", help="checkpoints: use the raw instead of the EMA weights")
     p.add_argument("--fixed-point-frames", type=int, default=0, metavar="K",
@@ -222,10 +225,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..data import DataError
     from ..inference import load_inference_model
     from ..train.checkpoint import CheckpointError
-    from ..train.trainer import apply_num_threads_env
+    from ..train.trainer import set_threads
 
     try:
-        apply_num_threads_env()
+        set_threads(args.threads)
         if args.batch_size is not None and args.batch_size < 1:
             raise ConfigError(f"--batch-size: got {args.batch_size}, expected an integer >= 1")
         model = load_inference_model(args.model, device=args.device, use_ema=not args.no_ema)

@@ -6,6 +6,8 @@ import sys
 import warnings
 from typing import List, Optional
 
+from . import THREADS_HELP, positive_int
+
 __all__ = ["main", "build_parser"]
 
 
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-time budget: no epoch starts that would end past it, judged by the last epoch's "
                         "duration (overrides max_time_minutes)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: config 'device' or cpu)")
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--max-epochs", type=int, default=None, help="override max_epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (VALUE in YAML; model.KEY for the model block), e.g. "
@@ -40,10 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..config import ConfigError, load_config
     from ..data import DataError
     from ..train import CheckpointError, Trainer, TrainingError
-    from ..train.trainer import apply_num_threads_env
+    from ..train.trainer import set_threads
 
     try:
-        apply_num_threads_env()
+        set_threads(args.threads)
         cfg = load_config(args.config, overrides=args.set)
         if args.max_epochs is not None:
             if args.max_epochs < 0:

@@ -29,7 +29,7 @@ from .parallel import DataParallel, ParallelError, single_thread_blas
 from .loss import EnergyForceLoss, MetricAccumulator
 from .. import keys as K
 
-__all__ = ["Trainer", "TrainingError", "csv_columns", "apply_num_threads_env"]
+__all__ = ["Trainer", "TrainingError", "csv_columns", "set_threads"]
 
 ModelBuilder = Callable[..., torch.nn.Module]
 
@@ -50,16 +50,11 @@ def csv_columns(dataset_names: Sequence[str]) -> List[str]:
     return cols
 
 
-def apply_num_threads_env() -> None:
-    """``torch.set_num_threads($DEQFORMER_NUM_THREADS)`` when the variable is set."""
-    value = os.environ.get("DEQFORMER_NUM_THREADS")
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            raise TrainingError(f"DEQFORMER_NUM_THREADS must be an integer, got {value!r}") from None
-        if n > 0:
-            torch.set_num_threads(n)
+def set_threads(n: Optional[int]) -> None:
+    """LibTorch's intra-op threads of this process (the command-line option ``--threads``; None keeps
+    PyTorch's default, one per core). Training with ``train_processes`` > 1 uses one per process."""
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 @contextlib.contextmanager
@@ -433,7 +428,6 @@ class Trainer:
         """Train until max_epochs, early stopping or the time limit; return a summary dict."""
         t_start = time.time()
         cfg = self.cfg
-        apply_num_threads_env()
         if int(cfg.train_processes) > 1:
             # one intra-op thread per process (more do not help this model; and the workers are forked,
             # which is only safe before an OpenMP thread pool exists)
