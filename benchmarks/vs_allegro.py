@@ -26,6 +26,10 @@ and the table says so.
 trained model that needs N iterations, measured with any model of the same size. Without it each
 model's own tolerance decides.
 
+--repeats R runs every case R times, the variants interleaved within each round, and reports the
+median speed of each variant (all rounds' figures are kept in the JSON): short cases such as the
+molecule vary by 10-20 % from one run to the next on a shared machine.
+
 Writes benchmarks/results/NAME.csv and NAME.json: per case and variant atom-steps/s, solver
 iterations, the largest resident set of one rank (MB) and per atom (KB), and the ratio to Allegro.
 Not a test: it measures.
@@ -125,6 +129,45 @@ def launch(lmp: Path, inp: Path, log: Path, ranks: int, work: Path):
             "atoms": int(last.group(4)), "thermo": thermo, "max_rss_mb": max(mems) / 1024 if mems else float("nan")}
 
 
+def run_variant(a, work: Path, name, data, rep, ranks, steps, warmup, vname, kind, model, extra, solver) -> dict:
+    inp, log = work / "in.bench", work / "log.lammps"
+    frozen = kind == "allegro" and name != "molecule"
+    fmt = dict(data=DATA / data, rx=rep[0], ry=rep[1], rz=rep[2], model=model, steps=steps, warmup=warmup)
+    if kind == "deq":
+        inp.write_text(DEQ.format(backend=extra, solver=solver, **fmt))
+    else:
+        style = "allegro6464" if a.allegro_f64 else "allegro3232"
+        inp.write_text(ALLEGRO.format(plugin=extra, style=style, motion=FROZEN if frozen else MOVING, **fmt))
+    row = {"case": name, "variant": vname, "ranks": ranks, "steps": steps, "frozen": frozen,
+           "load1": float(Path("/proc/loadavg").read_text().split()[0])}
+    t0 = time.time()
+    try:
+        r = launch(a.lmp, inp, log, ranks, work)
+        row.update({k: r[k] for k in ("loop_s", "atoms", "max_rss_mb")})
+        row["atom_steps_per_s"] = r["atoms"] * r["steps"] / r["loop_s"]
+        row["kb_per_atom"] = r["max_rss_mb"] * 1024 * ranks / r["atoms"]
+        if kind == "deq":
+            row["fwd_iters"], row["adj_iters"] = float(r["thermo"][3]), float(r["thermo"][4])
+    except RuntimeError as e:
+        row["error"] = " ".join(str(e).split())[-300:]
+    print(f"{name:9s} {vname:26s} " + (f"{row['atom_steps_per_s']:10.1f} atom-steps/s  "
+          f"iters {row.get('fwd_iters', float('nan')):.1f}/{row.get('adj_iters', float('nan')):.1f}  "
+          f"{row['max_rss_mb']:.0f} MB/rank" if "error" not in row else "FAILED " + row["error"]) +
+          f"  ({time.time() - t0:.0f} s)", flush=True)
+    return row
+
+
+def median_row(rows: list) -> dict:
+    """The round with the median speed (an error if any round failed); every round's speed kept."""
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        return failed[0]
+    ranked = sorted(rows, key=lambda r: r["atom_steps_per_s"])
+    out = dict(ranked[(len(ranked) - 1) // 2])
+    out["rounds_atom_steps_per_s"] = [r["atom_steps_per_s"] for r in rows]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lmp", type=Path, default=ROOT / "build/bin/lmp-4Feb2025",
@@ -139,6 +182,7 @@ def main() -> None:
     ap.add_argument("--allegro-f64", action="store_true", help="the Allegro model is float64 (allegro6464)")
     ap.add_argument("--cases", default=",".join(c[0] for c in CASES))
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every case's timed steps")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds per case (median reported)")
     ap.add_argument("--out", default="vs_allegro")
     a = ap.parse_args()
     if not a.lmp.exists():
@@ -171,34 +215,12 @@ def main() -> None:
             if name not in wanted:
                 continue
             steps = max(1, int(round(steps * a.steps_scale)))
-            case_rows = []
-            for vname, kind, model, extra in variants:
-                inp, log = work / "in.bench", work / "log.lammps"
-                frozen = kind == "allegro" and name != "molecule"
-                fmt = dict(data=DATA / data, rx=rep[0], ry=rep[1], rz=rep[2], model=model, steps=steps, warmup=warmup)
-                if kind == "deq":
-                    inp.write_text(DEQ.format(backend=extra, solver=solver, **fmt))
-                else:
-                    style = "allegro6464" if a.allegro_f64 else "allegro3232"
-                    inp.write_text(ALLEGRO.format(plugin=extra, style=style, motion=FROZEN if frozen else MOVING,
-                                                  **fmt))
-                row = {"case": name, "variant": vname, "ranks": ranks, "steps": steps, "frozen": frozen,
-                       "load1": float(Path("/proc/loadavg").read_text().split()[0])}
-                t0 = time.time()
-                try:
-                    r = launch(a.lmp, inp, log, ranks, work)
-                    row.update({k: r[k] for k in ("loop_s", "atoms", "max_rss_mb")})
-                    row["atom_steps_per_s"] = r["atoms"] * r["steps"] / r["loop_s"]
-                    row["kb_per_atom"] = r["max_rss_mb"] * 1024 * ranks / r["atoms"]
-                    if kind == "deq":
-                        row["fwd_iters"], row["adj_iters"] = float(r["thermo"][3]), float(r["thermo"][4])
-                except RuntimeError as e:
-                    row["error"] = " ".join(str(e).split())[-300:]
-                print(f"{name:9s} {vname:26s} " + (f"{row['atom_steps_per_s']:10.1f} atom-steps/s  "
-                      f"iters {row.get('fwd_iters', float('nan')):.1f}/{row.get('adj_iters', float('nan')):.1f}  "
-                      f"{row['max_rss_mb']:.0f} MB/rank" if "error" not in row else "FAILED " + row["error"]) +
-                      f"  ({time.time() - t0:.0f} s)", flush=True)
-                case_rows.append(row)
+            rounds = {vname: [] for vname, _, _, _ in variants}
+            for _ in range(max(1, a.repeats)):
+                for vname, kind, model, extra in variants:
+                    rounds[vname].append(run_variant(a, work, name, data, rep, ranks, steps, warmup, vname, kind,
+                                                     model, extra, solver))
+            case_rows = [median_row(rounds[vname]) for vname, _, _, _ in variants]
             ref = next((r for r in case_rows if r["variant"] == "allegro" and "error" not in r), None)
             for r in case_rows:
                 if ref and "atom_steps_per_s" in r:
@@ -211,7 +233,7 @@ def main() -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     os.replace(out_csv.with_suffix(".csv.tmp"), out_csv)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(sys.argv), "lmp": str(a.lmp),
-            "max_iter": a.max_iter, "allegro": allegro_note or str(a.allegro_model), "rows": rows}
+            "max_iter": a.max_iter, "repeats": a.repeats, "allegro": allegro_note or str(a.allegro_model), "rows": rows}
     tmp_json = out_csv.with_suffix(".json.tmp")
     tmp_json.write_text(json.dumps(meta, indent=1))
     os.replace(tmp_json, out_csv.with_suffix(".json"))
