@@ -97,6 +97,54 @@ template <typename T> inline void gemv(const T *in, int ni, int stride, const T 
   }
 }
 
+// The same for DIM interleaved inputs at once: out[d][m] (+)= sum_c in[c][m] w[c][d] for m < DIM (an
+// irreps block of multiplicity ni whose components m are contiguous). Each weight row is loaded once
+// for all DIM components; every output sums over c in the same order as gemv, so the results are
+// those of DIM separate gemv calls with stride DIM, bit for bit.
+template <int DIM, int BL, typename T>
+inline void gemv_comp_block(const T *in, int ni, const T *w, int no, int d0, T (&acc)[DIM][BL])
+{
+  T a[DIM][BL] = {};
+  for (int c = 0; c < ni; ++c) {
+    const T *row = w + size_t(c) * no + d0;
+    const T *x = in + size_t(c) * DIM;
+    for (int m = 0; m < DIM; ++m) {
+      const T xm = x[m];
+      for (int l = 0; l < BL; ++l) a[m][l] += xm * row[l];
+    }
+  }
+  for (int m = 0; m < DIM; ++m)
+    for (int l = 0; l < BL; ++l) acc[m][l] = a[m][l];
+}
+template <int DIM, typename T> inline void gemv_comp(const T *in, int ni, const T *w, int no, T *out, bool add)
+{
+  constexpr int B2 = 64 / sizeof(T), B1 = 32 / sizeof(T);
+  int d = 0;
+  auto put = [&](const auto &acc, int width) {
+    for (int l = 0; l < width; ++l)
+      for (int m = 0; m < DIM; ++m) {
+        T &o = out[size_t(d + l) * DIM + m];
+        o = add ? o + acc[m][l] : acc[m][l];
+      }
+    d += width;
+  };
+  for (; d + B2 <= no;) {
+    T acc[DIM][B2];
+    gemv_comp_block<DIM, B2>(in, ni, w, no, d, acc);
+    put(acc, B2);
+  }
+  if (d + B1 <= no) {
+    T acc[DIM][B1];
+    gemv_comp_block<DIM, B1>(in, ni, w, no, d, acc);
+    put(acc, B1);
+  }
+  for (; d < no;) {
+    T acc[DIM][1];
+    gemv_comp_block<DIM, 1>(in, ni, w, no, d, acc);
+    put(acc, 1);
+  }
+}
+
 // ---------------------------------------------------------------- equivariant building blocks
 
 // IrrepsLinear: channel mixing within each l, bias on scalars (nn/layers.py).
@@ -132,7 +180,12 @@ template <typename T> struct Linear3 {
   // (backward) is the same with w^T.
   static void mix(const T *in, int ni, int no, int dim, const T *w, T *out, bool add)
   {
-    for (int m = 0; m < dim; ++m) gemv(in + m, ni, dim, w, no, out + m, add);
+    if (dim == 3)
+      gemv_comp<3>(in, ni, w, no, out, add);
+    else if (dim == 5)
+      gemv_comp<5>(in, ni, w, no, out, add);
+    else
+      for (int m = 0; m < dim; ++m) gemv(in + m, ni, dim, w, no, out + m, add);
   }
   void forward(const T *in, T *out) const
   {
