@@ -9,6 +9,7 @@
 ------------------------------------------------------------------------- */
 
 #include "pair_deqformer_kokkos.h"
+#include "deqformer_lammps_version.h"
 
 #include "deqformer_driver.h"
 #include "fix_deqformer_state_kokkos.h"
@@ -47,6 +48,12 @@ using Unmanaged = Kokkos::View<T *, DeviceType, Kokkos::MemoryTraits<Kokkos::Unm
 // sendlist(s, .) go to sendproc[s] and recvnum[s] ghosts arrive from recvproc[s] into rows
 // firstrecv[s] ... The plan is protected in CommBrick / CommKokkos; it is read (never changed)
 // through pointers to members formed in this derived class, which the access rules allow.
+// Later LAMMPS versions reverse-communicate pair data on the device themselves (reverse_comm_device),
+// but they also changed the KOKKOS pair API this style is written against; this file is built for
+// LAMMPS before that change only (patch_lammps.sh and the plugin's CMakeLists.txt check the version).
+#if DEQFORMER_LAMMPS_VERSION >= 20220324
+#error "pair_style deqformer/kk is written against the KOKKOS API of LAMMPS 29Sep2021: use pair_style deqformer"
+#endif
 struct SwapPlan {
   int nswap = 0;
   const int *sendnum = nullptr, *recvnum = nullptr, *sendproc = nullptr, *recvproc = nullptr,
