@@ -1,7 +1,7 @@
 """Short-range core repulsion below the closest contacts of the training data.
 
 A learned potential knows nothing about distances its training data never reached; there it may
-attract two atoms onto each other (measured on aspirin: a spurious H-H well, docs/condensed-phase.md).
+attract two atoms onto each other (measured on aspirin: a spurious H-H well, docs/results.md, "Condensed phase").
 This prior adds the universal screened nuclear repulsion (Ziegler-Biersack-Littmark, ZBL) for a pair of
 types only where the pair comes closer than ``wall[a, b]``, the shortest a-b distance in the training
 frames, switched on smoothly (C2) between ``wall`` and ``inner * wall``:
