@@ -54,6 +54,13 @@ def test_blow_up_detection():
     assert compare.blew_up("ERROR: Lost atoms: original 567 current 560") == "atoms lost"
 
 
+def test_molecule_blow_up_detection():
+    assert compare.molecule_blew_up(np.array([480.0, 510.0, 530.0]), 1.2) is None
+    assert compare.molecule_blew_up(np.array([480.0, 9000.0]), 1.2) == "temperature up to 9000 K"
+    assert compare.molecule_blew_up(np.array([480.0, np.nan]), 1.2) == "non-finite temperature"
+    assert "spreads up to 40x" in compare.molecule_blew_up(np.array([480.0, 600.0]), 40.0)
+
+
 def test_missing_allegro_model_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["compare.py", "--out", str(tmp_path), "--allegro-dir", str(tmp_path),
                                       "--allegro-lmp", sys.executable,
