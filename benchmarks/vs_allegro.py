@@ -38,7 +38,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "aspirin" / "data"
+sys.path.insert(0, str(ROOT / "examples" / "aspirin"))
+from lammps_runs import FROZEN, LOOP_RE, mpirun_prefix, one_thread_env  # noqa: E402
 
 # name, data file, replicate, ranks, timed steps, warm-up steps
 CASES = [
@@ -94,7 +95,6 @@ run {warmup}
 run {steps}
 """
 MOVING = "velocity all create 500.0 4928459 mom yes rot yes dist gaussian\nfix nve all nve"
-FROZEN = "fix nve all nve\nfix hold all setforce 0.0 0.0 0.0"
 
 COLUMNS = ["case", "variant", "atoms", "ranks", "steps", "loop_s", "atom_steps_per_s", "fwd_iters", "adj_iters",
            "max_rss_mb", "kb_per_atom", "frozen", "ratio_to_allegro", "load1", "error"]
@@ -107,19 +107,13 @@ def launch(lmp: Path, inp: Path, log: Path, ranks: int, work: Path):
     cmd = ["/usr/bin/time", "-f", "%M", "-o", rss, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
            "-screen", "none"]
     if ranks > 1:
-        mpi = ["mpirun", "-np", str(ranks), "--oversubscribe", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
-               "-x", "MKL_NUM_THREADS"]
-        if os.geteuid() == 0:
-            mpi.append("--allow-run-as-root")
-        cmd = mpi + ["sh", "-c", " ".join(cmd)]
-    # one thread per rank for every variant: LibTorch, OpenMP and the BLAS (OpenBLAS reads its own variable)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        cmd = mpirun_prefix(ranks) + ["sh", "-c", " ".join(cmd)]
+    env = one_thread_env()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     text = log.read_text() if log.exists() else ""
     if p.returncode != 0:
         raise RuntimeError((p.stderr[-1500:] + text[-1500:]).strip())
-    loops = list(re.finditer(r"^Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms",
-                             text, re.M))
+    loops = list(LOOP_RE.finditer(text))
     if len(loops) < 2:
         raise RuntimeError("no timed run in the log")
     last = loops[-1]

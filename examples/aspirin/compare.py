@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from analysis import LAMMPS_TYPES, geometry_samples, read_lammpstrj  # noqa: E402
+from lammps_runs import FROZEN, last_loop, mpirun_prefix, one_thread_env  # noqa: E402
 
 BOX_LENGTH = 30.0     # aspirin_1.data: one molecule in a 30 Å periodic box
 MOLECULE = HERE / "data/aspirin_1.data"
@@ -83,7 +84,6 @@ run {warmup}
 run {steps}
 """
 MOVING = "velocity all create 500.0 87287 mom yes rot yes dist gaussian\nfix nve all nve"
-FROZEN = "fix nve all nve\nfix hold all setforce 0.0 0.0 0.0"
 
 
 @dataclass
@@ -103,31 +103,13 @@ class Variant:
         return self.reuse is not None
 
 
-def mpirun_prefix(n: int) -> List[str]:
-    if n <= 1:
-        return []
-    cmd = ["mpirun", "-np", str(n), "--oversubscribe", "-x", "OMP_NUM_THREADS=1"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    return cmd
-
-
 def run_lammps(lmp: Path, inp: Path, log: Path, ranks: int = 1) -> str:
     cmd = mpirun_prefix(ranks) + [str(lmp), "-nocite", "-in", str(inp), "-log", str(log), "-screen", "none"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run(cmd, cwd=inp.parent, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, cwd=inp.parent, capture_output=True, text=True, env=one_thread_env())
     text = log.read_text() if log.exists() else ""
     if p.returncode != 0:
         raise RuntimeError(f"LAMMPS failed ({' '.join(cmd)}):\n{p.stderr[-2000:]}\n{text[-3000:]}")
     return text
-
-
-def last_loop(text: str):
-    m = list(re.finditer(r"^Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", text, re.M))
-    if not m:
-        raise RuntimeError("no 'Loop time' in the LAMMPS log")
-    t, _, steps, atoms = m[-1].groups()
-    return float(t), int(steps), int(atoms)
 
 
 def load_trajectory(npz: Path):
