@@ -119,7 +119,9 @@ torch::Tensor start_value(const torch::Tensor &given, bool reuse, int64_t n, int
         << ", " << d << "]";
     throw Error(msg.str());
   }
-  return given.to(fopt).contiguous().clone();
+  // no copy when the caller already gives the model's dtype and device: the solver never writes into
+  // its start value
+  return given.to(fopt).contiguous();
 }
 
 std::string describe(const char *what, const SolveStats &s, double tol)
@@ -222,7 +224,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   }
   res.atomic_energy = e.to(torch::kFloat64).contiguous();
   res.energy = halo.allreduce_sum(res.atomic_energy.sum().item<double>());
-  res.z = zs.to(torch::kFloat64).contiguous();
+  res.z = zs.contiguous();
   if (!s.compute_forces) {
     res.time.energy = seconds_since(t0);
     res.time.total = seconds_since(t_start);
@@ -280,7 +282,7 @@ Result solve_and_differentiate(Model &model, const Graph &graph, const DriverSet
   else
     dvec = torch::zeros({n_edges, 3}, fopt);
   res.edge_grad = dvec.to(torch::kFloat64).contiguous();
-  res.u = us.detach().to(torch::kFloat64).contiguous();
+  res.u = us.detach().contiguous();
   res.time.edge_grad = seconds_since(t0);
   res.time.total = seconds_since(t_start);
   return res;

@@ -57,8 +57,8 @@ struct Timings {    // wall seconds on this process
 struct Result {
   torch::Tensor atomic_energy;    // double [n_local] (eV): readout of z* + core repulsion (pair_energy)
   torch::Tensor edge_grad;        // double [E, 3]: dE/d(edge_vec) (eV/Angstrom); undefined without forces
-  torch::Tensor z;                // double [n_local, D]: z*
-  torch::Tensor u;                // double [n_local, D]: u* (undefined without forces)
+  torch::Tensor z;                // model dtype [n_local, D]: z*
+  torch::Tensor u;                // model dtype [n_local, D]: u* (undefined without forces)
   double energy = 0.0;            // sum of atomic_energy over all processes
   SolveStats forward, adjoint;
   Timings time;

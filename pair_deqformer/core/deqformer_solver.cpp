@@ -39,15 +39,17 @@ template <typename T>
 torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tensor &fzt, int k, double beta, double lam)
 {
   const int m = memory_;
-  if (!hx_.defined()) {
-    hx_ = torch::zeros({n_, m, d_}, zt.options());
+  // with beta = 1 the next iterate mixes only the f(z) history: the z history is not kept (n m D values)
+  const bool mix_x = beta != 1.0;
+  if (!hf_.defined()) {
+    if (mix_x) hx_ = torch::zeros({n_, m, d_}, zt.options());
     hf_ = torch::zeros({n_, m, d_}, zt.options());
     hg_ = torch::zeros({n_, m, d_}, zt.options());
     gram_ = torch::zeros({n_, m, m}, zt.options());
   }
   const torch::Tensor zc = zt.contiguous(), fc = fzt.contiguous();
   const T *z = zc.data_ptr<T>(), *fz = fc.data_ptr<T>();
-  T *hx = hx_.data_ptr<T>(), *hf = hf_.data_ptr<T>(), *hg = hg_.data_ptr<T>(), *hgram = gram_.data_ptr<T>();
+  T *hx = mix_x ? hx_.data_ptr<T>() : nullptr, *hf = hf_.data_ptr<T>(), *hg = hg_.data_ptr<T>(), *hgram = gram_.data_ptr<T>();
   torch::Tensor out = torch::empty({n_, d_}, zt.options());
   T *next = out.data_ptr<T>();
   const int slot = k % m;
@@ -55,9 +57,9 @@ torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tenso
   const T b = static_cast<T>(beta), lm = static_cast<T>(lam);
   T gram[MAX_MEMORY][MAX_MEMORY], a[MAX_MEMORY];
   for (int64_t i = 0; i < n_; ++i) {
-    T *xi = hx + i * m * d_, *fi = hf + i * m * d_, *gi = hg + i * m * d_, *Gi = hgram + i * m * m;
+    T *xi = mix_x ? hx + i * m * d_ : nullptr, *fi = hf + i * m * d_, *gi = hg + i * m * d_, *Gi = hgram + i * m * m;
     for (int64_t c = 0; c < d_; ++c) {
-      xi[slot * d_ + c] = z[i * d_ + c];
+      if (mix_x) xi[slot * d_ + c] = z[i * d_ + c];
       fi[slot * d_ + c] = fz[i * d_ + c];
       gi[slot * d_ + c] = fz[i * d_ + c] - z[i * d_ + c];
     }
@@ -116,10 +118,12 @@ torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tenso
       for (int r = 0; r < h; ++r) a[r] = r == slot ? T(1) : T(0);
     for (int64_t c = 0; c < d_; ++c) {
       T mf = 0, mx = 0;
-      for (int r = 0; r < h; ++r) {
-        mf += a[r] * fi[r * d_ + c];
-        mx += a[r] * xi[r * d_ + c];
+      for (int r = 0; r < h; ++r) mf += a[r] * fi[r * d_ + c];
+      if (!mix_x) {
+        next[i * d_ + c] = mf;
+        continue;
       }
+      for (int r = 0; r < h; ++r) mx += a[r] * xi[r * d_ + c];
       next[i * d_ + c] = b * mf + (T(1) - b) * mx;
     }
   }

@@ -231,27 +231,28 @@ template <class DeviceType> struct EdgeForces {
 };
 
 // ---------------------------------------------------------------- per-atom state (deqformer_pair_rules.h)
-// start values of value idx = i * dim + c of the [nlocal, D] z0 and u0 from the stored rows
-template <class DeviceType> struct StartValues {
+// start values of value idx = i * dim + c of the [nlocal, D] z0 and u0 (model dtype T) from the stored rows
+template <class DeviceType, class T> struct StartValues {
   typename ArrayTypes<DeviceType>::t_double_2d state;
-  Unmanaged<DeviceType, double> z0, u0;
+  Unmanaged<DeviceType, T> z0, u0;
   int dim;
   bool extrapolate;
   KOKKOS_INLINE_FUNCTION void operator()(const int idx) const
   {
     const int i = idx / dim, c = idx - i * dim;
     const double flag = state(i, state_layout::FLAG);
-    z0(idx) = state_layout::start_value(flag, extrapolate, state(i, state_layout::Z + c),
-                                        state(i, state_layout::z_prev(dim) + c));
-    u0(idx) = state_layout::start_value(flag, extrapolate, state(i, state_layout::u(dim) + c),
-                                        state(i, state_layout::u_prev(dim) + c));
+    z0(idx) = static_cast<T>(state_layout::start_value(flag, extrapolate, state(i, state_layout::Z + c),
+                                                       state(i, state_layout::z_prev(dim) + c)));
+    u0(idx) = static_cast<T>(state_layout::start_value(flag, extrapolate, state(i, state_layout::u(dim) + c),
+                                                       state(i, state_layout::u_prev(dim) + c)));
   }
 };
 
-// the new fixed point and adjoint of atom i into its row (one thread per atom: the flag changes last)
-template <class DeviceType> struct StoreValues {
+// the new fixed point and adjoint (model dtype T) of atom i into its row (one thread per atom: the flag
+// changes last)
+template <class DeviceType, class T> struct StoreValues {
   typename ArrayTypes<DeviceType>::t_double_2d state;
-  Unmanaged<DeviceType, const double> z, u;
+  Unmanaged<DeviceType, const T> z, u;
   int dim;
   bool new_step;
   KOKKOS_INLINE_FUNCTION void operator()(const int i) const
@@ -503,13 +504,18 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
 
   // ---- start values from the rows of the state store (zero where no state is stored)
   auto d_state = fix_state_kk->view();
+  const bool float64 = model->dtype() == torch::kFloat64;
   torch::Tensor z0, u0;
   if (reuse && nlocal > 0) {
-    z0 = torch::empty({nlocal, D}, dopt);
-    u0 = torch::empty({nlocal, D}, dopt);
-    Kokkos::parallel_for("deqformer/kk:start_values", Kokkos::RangePolicy<DeviceType>(0, nlocal * D),
-                         StartValues<DeviceType>{d_state, flat<DeviceType, double>(z0), flat<DeviceType, double>(u0),
-                                                 D, extrapolate_now()});
+    z0 = torch::empty({nlocal, D}, torch::TensorOptions().dtype(model->dtype()).device(torch_device));
+    u0 = torch::empty_like(z0);
+    const bool extrapolate = extrapolate_now();
+    with_float_type(float64, [&](auto zero) {
+      using T = decltype(zero);
+      Kokkos::parallel_for("deqformer/kk:start_values", Kokkos::RangePolicy<DeviceType>(0, nlocal * D),
+                           StartValues<DeviceType, T>{d_state, flat<DeviceType, T>(z0), flat<DeviceType, T>(u0), D,
+                                                      extrapolate});
+    });
     DeviceType().fence();
   }
 
@@ -556,9 +562,12 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::compute(int ef
   const bool new_step = fix_state->begin_store(update->ntimestep);
   if (nlocal > 0) {
     const torch::Tensor zs = res.z.contiguous(), us = res.u.contiguous();
-    Kokkos::parallel_for("deqformer/kk:store_values", Kokkos::RangePolicy<DeviceType>(0, nlocal),
-                         StoreValues<DeviceType>{d_state, flat<DeviceType, const double>(zs),
-                                                 flat<DeviceType, const double>(us), D, new_step});
+    with_float_type(float64, [&](auto zero) {
+      using T = decltype(zero);
+      Kokkos::parallel_for("deqformer/kk:store_values", Kokkos::RangePolicy<DeviceType>(0, nlocal),
+                           StoreValues<DeviceType, T>{d_state, flat<DeviceType, const T>(zs),
+                                                      flat<DeviceType, const T>(us), D, new_step});
+    });
     DeviceType().fence();
   }
   sync_torch();

@@ -550,22 +550,29 @@ void PairDeqformer::compute(int eflag, int vflag)
   graph.edge_index = eidx;
   graph.edge_vec = torch::from_blob(vec.data(), {nedges, 3}, torch::kFloat64).clone();
 
-  // ---- start values from the per-atom store
-  torch::Tensor z0 = torch::zeros({nlocal, D}, torch::kFloat64);
-  torch::Tensor u0 = torch::zeros({nlocal, D}, torch::kFloat64);
+  // ---- start values from the per-atom store, in the model's dtype (undefined: the solve starts from zero)
+  torch::Tensor z0, u0;
   double **st = fix_state->state;
   const int col_u = state_layout::u(D), col_zp = state_layout::z_prev(D), col_up = state_layout::u_prev(D);
+  const bool float64 = model->dtype() == torch::kFloat64;
   if (reuse) {
     const bool extrapolate = extrapolate_now();
-    double *zp = z0.data_ptr<double>(), *up = u0.data_ptr<double>();
-    for (int i = 0; i < nlocal; i++) {
-      const double flag = st[i][state_layout::FLAG];
-      const int64_t row = static_cast<int64_t>(i) * D;
-      for (int c = 0; c < D; c++) {
-        zp[row + c] = state_layout::start_value(flag, extrapolate, st[i][state_layout::Z + c], st[i][col_zp + c]);
-        up[row + c] = state_layout::start_value(flag, extrapolate, st[i][col_u + c], st[i][col_up + c]);
+    z0 = torch::empty({nlocal, D}, torch::TensorOptions().dtype(model->dtype()));
+    u0 = torch::empty_like(z0);
+    with_float_type(float64, [&](auto zero) {
+      using T = decltype(zero);
+      T *zp = z0.data_ptr<T>(), *up = u0.data_ptr<T>();
+      for (int i = 0; i < nlocal; i++) {
+        const double flag = st[i][state_layout::FLAG];
+        const int64_t row = static_cast<int64_t>(i) * D;
+        for (int c = 0; c < D; c++) {
+          zp[row + c] = static_cast<T>(
+              state_layout::start_value(flag, extrapolate, st[i][state_layout::Z + c], st[i][col_zp + c]));
+          up[row + c] = static_cast<T>(
+              state_layout::start_value(flag, extrapolate, st[i][col_u + c], st[i][col_up + c]));
+        }
       }
-    }
+    });
   }
 
   const deqformer::DriverSettings ds = driver_settings();
@@ -609,18 +616,21 @@ void PairDeqformer::compute(int eflag, int vflag)
   if (vflag_fdotr) virial_fdotr_compute();
 
   // ---- state for the next evaluation
-  const double *zs = res.z.data_ptr<double>();
-  const double *us = res.u.data_ptr<double>();
   const bool new_step = fix_state->begin_store(update->ntimestep);
-  for (int i = 0; i < nlocal; i++) {
-    const double flag = st[i][state_layout::FLAG];
-    const int64_t row = static_cast<int64_t>(i) * D;
-    for (int c = 0; c < D; c++) {
-      state_layout::store_value(flag, new_step, zs[row + c], st[i][state_layout::Z + c], st[i][col_zp + c]);
-      state_layout::store_value(flag, new_step, us[row + c], st[i][col_u + c], st[i][col_up + c]);
+  with_float_type(float64, [&](auto zero) {
+    using T = decltype(zero);
+    const T *zs = res.z.data_ptr<T>();
+    const T *us = res.u.data_ptr<T>();
+    for (int i = 0; i < nlocal; i++) {
+      const double flag = st[i][state_layout::FLAG];
+      const int64_t row = static_cast<int64_t>(i) * D;
+      for (int c = 0; c < D; c++) {
+        state_layout::store_value(flag, new_step, zs[row + c], st[i][state_layout::Z + c], st[i][col_zp + c]);
+        state_layout::store_value(flag, new_step, us[row + c], st[i][col_u + c], st[i][col_up + c]);
+      }
+      st[i][state_layout::FLAG] = state_layout::stored_flag(flag, new_step);
     }
-    st[i][state_layout::FLAG] = state_layout::stored_flag(flag, new_step);
-  }
+  });
 
   record_stats(res, ds);
 }
