@@ -30,7 +30,6 @@ import csv
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "aspirin" / "data"
+sys.path.insert(0, str(ROOT / "examples" / "aspirin"))
+from lammps_runs import timed_run  # noqa: E402
 
 # name, data file, replicate (nx, ny, nz), ranks, reuse, timed steps (full / --quick)
 CASES = [
@@ -87,24 +88,19 @@ def default_model() -> Path:
     sys.exit("no model: run the main job (examples/aspirin/run.sh) or the tests first, or pass --model")
 
 
-def parse_log(text: str) -> dict:
-    loops = list(re.finditer(r"^Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", text, re.M))
-    if len(loops) < 2:
-        raise RuntimeError("LAMMPS log has no timed run")
-    last = loops[-1]
-    before = text[:last.start()].rstrip().splitlines()
-    thermo = before[-1].split()          # the last thermo line of the timed run
-    after = text[last.end():]
+def speed_row(r: dict) -> dict:
+    """The solver statistics of the timed run's last thermo line and LAMMPS's timing breakdown."""
+    thermo = r["thermo"]
 
     def section(name):
-        m = re.search(rf"^{name}\s*\|\s*([\d.eE+-]+)\s*\|\s*([\d.eE+-]+)", after, re.M)
+        m = re.search(rf"^{name}\s*\|\s*([\d.eE+-]+)\s*\|\s*([\d.eE+-]+)", r["after"], re.M)
         return float(m.group(2)) if m else float("nan")
 
-    return {"loop_s": float(last.group(1)), "ranks": int(last.group(2)), "steps": int(last.group(3)),
-            "atoms": int(last.group(4)), "fwd_iters_mean": float(thermo[3]), "adj_iters_mean": float(thermo[4]),
+    return {"loop_s": r["loop_s"], "ranks": r["ranks"], "steps": r["steps"], "atoms": r["atoms"],
+            "fwd_iters_mean": float(thermo[3]), "adj_iters_mean": float(thermo[4]),
             "t_forward_s": float(thermo[5]), "t_adjoint_s": float(thermo[6]), "t_comm_s": float(thermo[7]),
             "t_edge_s": float(thermo[8]), "t_model_s": float(thermo[9]), "t_pair_s": section("Pair"),
-            "t_neigh_s": section("Neigh"), "t_comm_lammps_s": section("Comm")}
+            "t_neigh_s": section("Neigh"), "t_comm_lammps_s": section("Comm"), "max_rss_mb": r["max_rss_mb"]}
 
 
 def run_case(lmp: Path, model: Path, case, steps: int, work: Path, threads: int, warmup=None) -> dict:
@@ -114,28 +110,12 @@ def run_case(lmp: Path, model: Path, case, steps: int, work: Path, threads: int,
         warmup = 2 if steps < 10 else 5
     inp.write_text(INPUT.format(data=DATA / data, rx=rep[0], ry=rep[1], rz=rep[2], model=model, reuse=reuse,
                                 threads=threads, steps=steps, warmup=warmup))
-    for f in work.glob("rss.*"):
-        f.unlink()
-    log = work / "log.lammps"
-    # one GNU time output per rank (mpirun sets OMPI_COMM_WORLD_RANK; the sh -c below expands it)
-    rss_file = f"{work}/rss.$OMPI_COMM_WORLD_RANK" if ranks > 1 else f"{work}/rss.0"
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
-           "-screen", "none"]
-    if ranks > 1:
-        mpi = ["mpirun", "-np", str(ranks), "--oversubscribe", "-x", f"OMP_NUM_THREADS={threads}"]
-        if os.geteuid() == 0:
-            mpi.append("--allow-run-as-root")
-        argv = mpi + ["sh", "-c", " ".join(cmd)]
-    else:
-        argv = cmd
     load1 = float(Path("/proc/loadavg").read_text().split()[0])
-    p = subprocess.run(argv, capture_output=True, text=True)
-    text = log.read_text() if log.exists() else ""
-    if p.returncode != 0:
-        raise RuntimeError(f"case {name} ({ranks} ranks) failed: {p.stderr[-2000:]}{text[-2000:]}")
-    r = parse_log(text)
-    rss = [int(f.read_text().split()[-1]) for f in work.glob("rss.*") if f.read_text().strip()]
-    r.update({"case": name, "reuse": reuse, "load1": load1, "max_rss_mb": max(rss) / 1024 if rss else float("nan")})
+    try:
+        r = speed_row(timed_run(lmp, inp, work / "log.lammps", ranks, work, omp_threads=threads))
+    except RuntimeError as e:
+        raise RuntimeError(f"case {name} ({ranks} ranks) failed: {e}") from None
+    r.update({"case": name, "reuse": reuse, "load1": load1})
     r["timesteps_per_s"] = r["steps"] / r["loop_s"]
     r["atom_steps_per_s"] = r["atoms"] * r["steps"] / r["loop_s"]
     r["t_graph_s"] = r["t_pair_s"] - r["t_model_s"] * r["steps"] / (r["steps"] + 1)

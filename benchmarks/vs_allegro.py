@@ -38,7 +38,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "aspirin" / "data"
 sys.path.insert(0, str(ROOT / "examples" / "aspirin"))
-from lammps_runs import FROZEN, LOOP_RE, mpirun_prefix, one_thread_env  # noqa: E402
+from lammps_runs import FROZEN, timed_run  # noqa: E402
 
 # name, data file, replicate, ranks, timed steps, warm-up steps
 CASES = [
@@ -100,29 +99,6 @@ COLUMNS = ["case", "variant", "atoms", "ranks", "steps", "loop_s", "atom_steps_p
            "max_rss_mb", "kb_per_atom", "frozen", "ratio_to_allegro", "load1", "error"]
 
 
-def launch(lmp: Path, inp: Path, log: Path, ranks: int, work: Path):
-    for f in work.glob("rss.*"):
-        f.unlink()
-    rss = f"{work}/rss.$OMPI_COMM_WORLD_RANK" if ranks > 1 else f"{work}/rss.0"
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
-           "-screen", "none"]
-    if ranks > 1:
-        cmd = mpirun_prefix(ranks) + ["sh", "-c", " ".join(cmd)]
-    env = one_thread_env()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    text = log.read_text() if log.exists() else ""
-    if p.returncode != 0:
-        raise RuntimeError((p.stderr[-1500:] + text[-1500:]).strip())
-    loops = list(LOOP_RE.finditer(text))
-    if len(loops) < 2:
-        raise RuntimeError("no timed run in the log")
-    last = loops[-1]
-    thermo = text[:last.start()].rstrip().splitlines()[-1].split()
-    mems = [int(f.read_text().split()[-1]) for f in work.glob("rss.*") if f.read_text().strip()]
-    return {"loop_s": float(last.group(1)), "ranks": int(last.group(2)), "steps": int(last.group(3)),
-            "atoms": int(last.group(4)), "thermo": thermo, "max_rss_mb": max(mems) / 1024 if mems else float("nan")}
-
-
 def run_variant(a, work: Path, name, data, rep, ranks, steps, warmup, vname, kind, model, extra, solver) -> dict:
     inp, log = work / "in.bench", work / "log.lammps"
     frozen = kind == "allegro" and name != "molecule"
@@ -136,7 +112,7 @@ def run_variant(a, work: Path, name, data, rep, ranks, steps, warmup, vname, kin
            "load1": float(Path("/proc/loadavg").read_text().split()[0])}
     t0 = time.time()
     try:
-        r = launch(a.lmp, inp, log, ranks, work)
+        r = timed_run(a.lmp, inp, log, ranks, work)
         row.update({k: r[k] for k in ("loop_s", "atoms", "max_rss_mb")})
         row["atom_steps_per_s"] = r["atoms"] * r["steps"] / r["loop_s"]
         row["kb_per_atom"] = r["max_rss_mb"] * 1024 * ranks / r["atoms"]

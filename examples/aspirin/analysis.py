@@ -152,7 +152,6 @@ def main():
 
     # force parity with the deployed model on held-out frames
     if os.path.exists(model) and os.path.exists(test_npz):
-        import torch
         from deqformer.data.batch import collate
         from deqformer.data.neighbors import build_graph
         from deqformer.deploy import load_deployed
