@@ -25,7 +25,6 @@ import csv
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples/aspirin/data"
 sys.path.insert(0, str(ROOT / "examples/aspirin"))
 from box_analysis import read_dump  # noqa: E402
+from lammps_runs import run_lammps  # noqa: E402
 
 CASES = [("molecule", "aspirin_1.data", 400), ("box27", "aspirin_27.data", 40)]
 TOLS = {"float64": [1e-8, 1e-6, 1e-5, 3e-5, 1e-4], "float32": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]}
@@ -78,12 +78,7 @@ run {steps}
 def lammps(lmp: Path, text: str, work: Path, tag: str) -> str:
     inp, log = work / f"in.{tag}", work / f"log.{tag}"
     inp.write_text(text)
-    p = subprocess.run([str(lmp), "-nocite", "-in", str(inp), "-log", str(log), "-screen", "none"], cwd=work,
-                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    out = log.read_text() if log.exists() else ""
-    if p.returncode != 0:
-        raise RuntimeError(f"LAMMPS failed ({tag}):\n{p.stderr[-1500:]}\n{out[-2500:]}")
-    return out
+    return run_lammps(lmp, inp, log, cwd=work)
 
 
 def rerun(lmp: Path, work: Path, data: Path, model: Path, tol: float, dump: Path, tag: str):

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from analysis import LAMMPS_TYPES, geometry_samples, read_lammpstrj  # noqa: E402
-from lammps_runs import FROZEN, last_loop, mpirun_prefix, one_thread_env  # noqa: E402
+from lammps_runs import FROZEN, last_loop, run_lammps  # noqa: E402
 
 BOX_LENGTH = 30.0     # aspirin_1.data: one molecule in a 30 Å periodic box
 MOLECULE = HERE / "data/aspirin_1.data"
@@ -103,15 +102,6 @@ class Variant:
         return self.reuse is not None
 
 
-def run_lammps(lmp: Path, inp: Path, log: Path, ranks: int = 1) -> str:
-    cmd = mpirun_prefix(ranks) + [str(lmp), "-nocite", "-in", str(inp), "-log", str(log), "-screen", "none"]
-    p = subprocess.run(cmd, cwd=inp.parent, capture_output=True, text=True, env=one_thread_env())
-    text = log.read_text() if log.exists() else ""
-    if p.returncode != 0:
-        raise RuntimeError(f"LAMMPS failed ({' '.join(cmd)}):\n{p.stderr[-2000:]}\n{text[-3000:]}")
-    return text
-
-
 def load_trajectory(npz: Path):
     """(atomic numbers, positions[frames, atoms, 3], energies or None, forces or None) of an npz in the
     rMD17 layout (nuclear_charges/coords/energies/forces) or xtb_reference.py's (z/pos)."""
@@ -147,7 +137,7 @@ def accuracy(v: Variant, work: Path, dump: Path, e_ref, f_ref) -> Dict[str, floa
         "thermo_style custom step pe", "thermo_modify format float %.12g norm no", "thermo 1",
         f"dump f all custom 1 {fdump} id fx fy fz", "dump_modify f sort id format float %.12g",
         f"rerun {dump} dump x y z box no"]) + "\n")
-    text = run_lammps(v.lmp, inp, work / f"log.rerun_{v.name}")
+    text = run_lammps(v.lmp, inp, work / f"log.rerun_{v.name}", cwd=inp.parent)
     pe = []
     for line in text.splitlines():
         s = line.split()
@@ -196,7 +186,7 @@ def molecule_md(v: Variant, work: Path, nvt: int, nve: int, ref_z, ref_pos) -> D
     pair = "\n".join(v.pair_lines + (["compute solver all deqformer/solver"] if v.has_solver else []))
     inp.write_text(MD_INPUT.format(data=MOLECULE, pair=pair, iter_cols=iter_cols, iter_vars=iter_vars,
                                    seed=4928459, work=work, tag=v.name, nvt=nvt, nve=nve))
-    text = run_lammps(v.lmp, inp, work / f"log.md_{v.name}")
+    text = run_lammps(v.lmp, inp, work / f"log.md_{v.name}", cwd=inp.parent)
     loop, steps, atoms = last_loop(text)
     nve_dat = np.loadtxt(work / f"md_{v.name}_nve.dat", comments="#", ndmin=2)
     nvt_dat = np.loadtxt(work / f"md_{v.name}_nvt.dat", comments="#", ndmin=2)
@@ -219,7 +209,7 @@ def molecule_md(v: Variant, work: Path, nvt: int, nve: int, ref_z, ref_pos) -> D
         inp = work / f"in.molecule_held_{v.name}"
         inp.write_text(BOX_INPUT.format(data=MOLECULE, pair="\n".join(["newton on"] + v.pair_lines), motion=FROZEN,
                                         steps=max(nve, 100), warmup=20))
-        loop, n, natoms = last_loop(run_lammps(v.lmp, inp, work / f"log.molecule_held_{v.name}"))
+        loop, n, natoms = last_loop(run_lammps(v.lmp, inp, work / f"log.molecule_held_{v.name}", cwd=inp.parent))
         res["molecule_atom_steps_per_s"] = natoms * n / loop
     return res
 
@@ -261,7 +251,7 @@ def box_speed(v: Variant, work: Path, ranks: int, steps: int, warmup: int) -> Di
                                         motion=motion, steps=steps, warmup=warmup))
         why = None
         try:
-            text = run_lammps(v.lmp, inp, work / f"log.{key}_{v.name}", ranks=ranks)
+            text = run_lammps(v.lmp, inp, work / f"log.{key}_{v.name}", ranks=ranks, cwd=inp.parent)
             why = blew_up(text)
         except RuntimeError as e:
             if frozen:

@@ -46,23 +46,31 @@ def last_loop(text: str) -> Tuple[float, int, int]:
     return float(t), int(steps), int(atoms)
 
 
-def timed_run(lmp: Path, inp: Path, log: Path, ranks: int, work: Path, omp_threads: int = 1) -> dict:
-    """Runs LAMMPS on `inp` (ranks MPI processes, omp_threads each) under GNU time, one resident-set figure
-    per rank. Returns the last run's loop_s, ranks, steps and atoms, the last thermo line before it
-    (`thermo`, split), the log after it (`after`: the timing breakdown) and max_rss_mb (largest rank).
-    RuntimeError with the tails of stderr and the log when LAMMPS fails or the log has no second run."""
-    for f in work.glob("rss.*"):
-        f.unlink()
-    # mpirun sets OMPI_COMM_WORLD_RANK; the sh -c below expands it
-    rss = f"{work}/rss.$OMPI_COMM_WORLD_RANK" if ranks > 1 else f"{work}/rss.0"
-    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss, str(lmp), "-nocite", "-in", str(inp), "-log", str(log),
-           "-screen", "none"]
+def run_lammps(lmp: Path, inp: Path, log: Path, ranks: int = 1, omp_threads: int = 1, cwd: Path = None,
+               prefix: List[str] = ()) -> str:
+    """Runs LAMMPS on `inp` (ranks MPI processes, omp_threads each, every process started as
+    prefix + lmp ...) and returns its log. RuntimeError with the command and the tails of stderr and the
+    log when LAMMPS fails."""
+    cmd = list(prefix) + [str(lmp), "-nocite", "-in", str(inp), "-log", str(log), "-screen", "none"]
     if ranks > 1:
+        # one shell per rank, so that $OMPI_COMM_WORLD_RANK in the prefix is that rank's
         cmd = mpirun_prefix(ranks) + ["sh", "-c", " ".join(cmd)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=one_thread_env(omp_threads))
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=one_thread_env(omp_threads))
     text = log.read_text() if log.exists() else ""
     if p.returncode != 0:
-        raise RuntimeError((p.stderr[-1500:] + text[-1500:]).strip())
+        raise RuntimeError(f"LAMMPS failed ({' '.join(cmd)}):\n{p.stderr[-2000:]}\n{text[-3000:]}")
+    return text
+
+
+def timed_run(lmp: Path, inp: Path, log: Path, ranks: int, work: Path, omp_threads: int = 1) -> dict:
+    """run_lammps under GNU time, one resident-set figure per rank (files rss.RANK in `work`). Returns the
+    last run's loop_s, ranks, steps and atoms, the last thermo line before it (`thermo`, split), the log
+    after it (`after`: the timing breakdown) and max_rss_mb (largest rank). RuntimeError also when the
+    log has no second run (a warm-up and a timed run are expected)."""
+    for f in work.glob("rss.*"):
+        f.unlink()
+    rss = f"{work}/rss.$OMPI_COMM_WORLD_RANK" if ranks > 1 else f"{work}/rss.0"
+    text = run_lammps(lmp, inp, log, ranks, omp_threads, prefix=["/usr/bin/time", "-f", "%M", "-o", rss])
     loops = list(LOOP_RE.finditer(text))
     if len(loops) < 2:
         raise RuntimeError("no timed run in the log (expected a warm-up run and a timed run)")

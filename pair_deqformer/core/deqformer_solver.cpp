@@ -41,8 +41,8 @@ torch::Tensor NativeSolver::anderson(const torch::Tensor &zt, const torch::Tenso
   const int m = memory_;
   // with beta = 1 the next iterate mixes only the f(z) history: the z history is not kept (n m D values)
   const bool mix_x = beta != 1.0;
+  if (mix_x && !hx_.defined()) hx_ = torch::zeros({n_, m, d_}, zt.options());
   if (!hf_.defined()) {
-    if (mix_x) hx_ = torch::zeros({n_, m, d_}, zt.options());
     hf_ = torch::zeros({n_, m, d_}, zt.options());
     hg_ = torch::zeros({n_, m, d_}, zt.options());
     gram_ = torch::zeros({n_, m, m}, zt.options());
