@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from deqformer import keys as K
 from deqformer.driver import contraction, edge_vectors, settings_from_metadata, solve_and_differentiate
 from modelkit import ASPIRIN_Z, aspirin_geometry, make_batch, random_rotation, tiny_model
 
@@ -26,7 +27,7 @@ def test_rotation_reflection_translation(attention, reflect):
     moved = pos @ rot.T + np.array([1.3, -2.0, 0.7])
     out = run(m, make_batch(moved))
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
-    np.testing.assert_allclose(out["forces"].detach().numpy(), ref["forces"].detach().numpy() @ rot.T, atol=1e-10)
+    np.testing.assert_allclose(out[K.FORCES].detach().numpy(), ref[K.FORCES].detach().numpy() @ rot.T, atol=1e-10)
 
 
 def test_permutation(model):
@@ -35,14 +36,14 @@ def test_permutation(model):
     perm = np.random.default_rng(1).permutation(len(pos))
     out = run(model, make_batch(pos[perm], [ASPIRIN_Z[p] for p in perm]))
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
-    np.testing.assert_allclose(out["forces"].detach().numpy(), ref["forces"].detach().numpy()[perm], atol=1e-10)
+    np.testing.assert_allclose(out[K.FORCES].detach().numpy(), ref[K.FORCES].detach().numpy()[perm], atol=1e-10)
 
 
 def test_forces_are_minus_energy_gradient(model):
     """Central finite differences of the converged energy vs the adjoint forces."""
     pos = aspirin_geometry()
     out = run(model, make_batch(pos))
-    f = out["forces"].detach().numpy()
+    f = out[K.FORCES].detach().numpy()
     h = 1e-4
     for atom, comp in [(0, 0), (5, 1), (13, 2), (20, 0)]:
         p1, p2 = pos.copy(), pos.copy()
@@ -63,7 +64,7 @@ def test_periodic_finite_differences_and_virial():
     # keep atoms apart
     z = [1, 6, 8] * 4
     out = m(make_batch(pos, z, cell))
-    f = out["forces"].detach().numpy()
+    f = out[K.FORCES].detach().numpy()
     h = 1e-4
     for atom, comp in [(0, 0), (7, 2)]:
         p1, p2 = pos.copy(), pos.copy()
@@ -81,19 +82,19 @@ def test_implicit_gradient_equals_unrolled_backprop():
     pos = aspirin_geometry()
     batch = make_batch(pos)
     exact = m(batch)["forces"].detach()
-    p = batch["pos"].clone().requires_grad_(True)
-    ei, shift = batch["edge_index"], batch["edge_shift"]
+    p = batch[K.POSITIONS].clone().requires_grad_(True)
+    ei, shift = batch[K.EDGE_INDEX], batch[K.EDGE_SHIFT]
     vec = p.index_select(0, ei[1]) - p.index_select(0, ei[0]) + shift
-    attr = m.edge_features(vec, batch["atom_types"], ei)
+    attr = m.edge_features(vec, batch[K.ATOM_TYPES], ei)
     n = p.shape[0]
-    x = m.inject(batch["atom_types"], ei, attr, n)
+    x = m.inject(batch[K.ATOM_TYPES], ei, attr, n)
     z = torch.zeros_like(x)
     state = m.solver_init(z, 0, 5)
     for k in range(80):      # Anderson, differentiated through every iteration
         fz = m.step(z, x, ei, attr, n)
         z, state = m.solver_update(0, z, fz, state, k, 1.0, 1e-10)
     z = m.step(z, x, ei, attr, n)
-    e = m.atomic_energy(z, batch["atom_types"]).sum() + m.pair_energy(vec, batch["atom_types"], ei, n).sum()
+    e = m.atomic_energy(z, batch[K.ATOM_TYPES]).sum() + m.pair_energy(vec, batch[K.ATOM_TYPES], ei, n).sum()
     unrolled = -torch.autograd.grad(e, p)[0]
     np.testing.assert_allclose(unrolled.numpy(), exact.numpy(), atol=1e-9, rtol=1e-7)
 
@@ -102,17 +103,17 @@ def test_reuse_same_answer_fewer_iterations(model):
     pos = aspirin_geometry()
     s = settings_from_metadata(model.metadata_dict(), tol=1e-8, adjoint_tol=1e-8)
     b0 = make_batch(pos)
-    cold0 = solve_and_differentiate(model, b0["pos"], b0["atom_types"], b0["edge_index"], b0["edge_shift"], s)
+    cold0 = solve_and_differentiate(model, b0[K.POSITIONS], b0[K.ATOM_TYPES], b0[K.EDGE_INDEX], b0[K.EDGE_SHIFT], s)
     moved = pos + 0.01 * np.random.default_rng(2).normal(size=pos.shape)   # a small MD-like step
     b1 = make_batch(moved)
-    args = (model, b1["pos"], b1["atom_types"], b1["edge_index"], b1["edge_shift"], s)
+    args = (model, b1[K.POSITIONS], b1[K.ATOM_TYPES], b1[K.EDGE_INDEX], b1[K.EDGE_SHIFT], s)
     cold = solve_and_differentiate(*args)
     warm = solve_and_differentiate(*args, z0=cold0["z"], u0=cold0["u"])
     assert warm["solver_iters"] < cold["solver_iters"]
     assert warm["adjoint_iters"] < cold["adjoint_iters"]
     e_cold, e_warm = cold["atomic_energy"].sum().item(), warm["atomic_energy"].sum().item()
     assert abs(e_cold - e_warm) < 1e-6 * abs(e_cold)
-    np.testing.assert_allclose(warm["forces"].numpy(), cold["forces"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(warm[K.FORCES].numpy(), cold[K.FORCES].numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("solver", ["anderson", "broyden", "picard"])
@@ -124,13 +125,13 @@ def test_solvers_agree(solver):
     a = ref(b)
     o = m(b)
     assert abs(a["energy"].item() - o["energy"].item()) < 1e-9
-    np.testing.assert_allclose(o["forces"].detach().numpy(), a["forces"].detach().numpy(), atol=1e-8)
+    np.testing.assert_allclose(o[K.FORCES].detach().numpy(), a[K.FORCES].detach().numpy(), atol=1e-8)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_anderson_step_survives_a_degenerate_history(dtype):
     """Atoms whose Anderson history makes the Gram matrix singular (here: the same residual twice, no ridge)
-    take a plain fixed-point step; the other atoms keep the Anderson mixing. Training used to stop with
+    take a plain fixed-point step; the other atoms keep the Anderson mixing, and no solve raises
     torch.linalg.solve's 'input matrix is singular'."""
     from deqformer.solvers import solver_init, solver_update
     g = torch.Generator().manual_seed(0)
@@ -164,7 +165,7 @@ def test_float32_close_to_float64():
     b32 = {k: (v.float() if v.is_floating_point() else v) for k, v in b.items()}
     out = m32(b32)
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-4 * abs(ref["energy"].item())
-    np.testing.assert_allclose(out["forces"].detach().numpy(), ref["forces"].detach().numpy(), atol=2e-3)
+    np.testing.assert_allclose(out[K.FORCES].detach().numpy(), ref[K.FORCES].detach().numpy(), atol=2e-3)
 
 
 def test_explicit_mode_runs_and_is_equivariant():
@@ -179,7 +180,7 @@ def test_explicit_mode_runs_and_is_equivariant():
 def test_phantom_training_gradient_runs():
     m = tiny_model(grad="phantom").train()
     out = m(make_batch(aspirin_geometry()))
-    loss = out["energy"].sum() + out["forces"].pow(2).sum()
+    loss = out["energy"].sum() + out[K.FORCES].pow(2).sum()
     loss.backward()
     assert all(p.grad is not None for p in m.readout.parameters())
 
@@ -208,12 +209,12 @@ def test_contraction_matches_the_dense_jacobian(model):
     df/dz at the fixed point."""
     b = make_batch(aspirin_geometry())
     z = model(b, compute_forces=False)["z"].detach()
-    c = contraction(model, b["pos"], b["atom_types"], b["edge_index"], b["edge_shift"], z, iters=60)
+    c = contraction(model, b[K.POSITIONS], b[K.ATOM_TYPES], b[K.EDGE_INDEX], b[K.EDGE_SHIFT], z, iters=60)
     n = z.shape[0]
-    vec = edge_vectors(b["pos"], b["edge_index"], b["edge_shift"])
-    attr = model.edge_features(vec, b["atom_types"], b["edge_index"])
-    x = model.inject(b["atom_types"], b["edge_index"], attr, n)
-    jac = torch.autograd.functional.jacobian(lambda zz: model.step(zz, x, b["edge_index"], attr, n), z)
+    vec = edge_vectors(b[K.POSITIONS], b[K.EDGE_INDEX], b[K.EDGE_SHIFT])
+    attr = model.edge_features(vec, b[K.ATOM_TYPES], b[K.EDGE_INDEX])
+    x = model.inject(b[K.ATOM_TYPES], b[K.EDGE_INDEX], attr, n)
+    jac = torch.autograd.functional.jacobian(lambda zz: model.step(zz, x, b[K.EDGE_INDEX], attr, n), z)
     jac = jac.reshape(z.numel(), z.numel())
     sigma = torch.linalg.svdvals(jac)[0].item()
     rho = torch.linalg.eigvals(jac).abs().max().item()
