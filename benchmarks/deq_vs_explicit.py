@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
 from deqformer.data.batch import collate  # noqa: E402
+from deqformer import keys as K  # noqa: E402
 from deqformer.data.neighbors import build_graph  # noqa: E402
 from deqformer.driver import Settings, solve_and_differentiate  # noqa: E402
 from deqformer.train.checkpoint import load_checkpoint, load_model_from_checkpoint  # noqa: E402
@@ -39,7 +40,7 @@ def frames_of(d, type_names, r_max: float, indices):
     out = []
     for k in indices:
         pos = d["coords"][k]
-        frame = {"pos": pos, "atom_types": types, "total_energy": float(d["energies"][k]), "forces": d["forces"][k]}
+        frame = {K.POSITIONS: pos, K.ATOM_TYPES: types, K.TOTAL_ENERGY: float(d["energies"][k]), K.FORCES: d["forces"][k]}
         out.append(collate([frame], [build_graph(pos, r_max)], torch.float64))
     return out
 
@@ -61,17 +62,17 @@ def evaluate(path: Path, npz: Path, every: int, timing_frames: int):
         if model.explicit:
             with torch.enable_grad():
                 o = model(b, compute_forces=True)
-            return float(o["energy"][0]), o["forces"].detach(), None, None, 0, 0
-        ei, sh = b["edge_index"], b["edge_shift"]
-        o = solve_and_differentiate(model, b["pos"], b["atom_types"], ei, sh, settings, z0=z0, u0=u0)
-        return (float(o["atomic_energy"].sum()), o["forces"].detach(), o["z"], o["u"], int(o["solver_iters"]),
+            return float(o["energy"][0]), o[K.FORCES].detach(), None, None, 0, 0
+        ei, sh = b[K.EDGE_INDEX], b[K.EDGE_SHIFT]
+        o = solve_and_differentiate(model, b[K.POSITIONS], b[K.ATOM_TYPES], ei, sh, settings, z0=z0, u0=u0)
+        return (float(o["atomic_energy"].sum()), o[K.FORCES].detach(), o["z"], o["u"], int(o["solver_iters"]),
                 int(o["adjoint_iters"]))
 
     e_err, f_err = [], []
     for b in frames:
         e, f, _, _, _, _ = force_eval(b)
-        e_err.append(e - float(b["total_energy"][0]))
-        f_err.append((f - b["forces"]).numpy())
+        e_err.append(e - float(b[K.TOTAL_ENERGY][0]))
+        f_err.append((f - b[K.FORCES]).numpy())
     f_err = np.concatenate(f_err)
     row.update({"e_mae_meV": 1e3 * float(np.abs(e_err).mean()), "f_mae_meV_A": 1e3 * float(np.abs(f_err).mean()),
                 "f_rmse_meV_A": 1e3 * float(np.sqrt((f_err ** 2).mean()))})

@@ -34,6 +34,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "models"))
 
 from deqformer.data.batch import collate  # noqa: E402
+from deqformer import keys as K  # noqa: E402
 from deqformer.data.neighbors import build_graph  # noqa: E402
 from deqformer.driver import fixed_point  # noqa: E402
 from deqformer.model import build_model  # noqa: E402
@@ -50,9 +51,9 @@ def load_batch(frames: int, r_max: float, dtype: torch.dtype):
     d = np.load(DATA)
     types = np.array([TYPE_OF_Z[int(z)] for z in d["nuclear_charges"]])
     idx = np.linspace(0, len(d["coords"]) - 1, frames).astype(int)
-    fr = [{"pos": d["coords"][i], "atom_types": types, "forces": d["forces"][i],
+    fr = [{K.POSITIONS: d["coords"][i], K.ATOM_TYPES: types, K.FORCES: d["forces"][i],
            "total_energy": float(d["energies"][i])} for i in idx]
-    graphs = [build_graph(f["pos"], r_max) for f in fr]
+    graphs = [build_graph(f[K.POSITIONS], r_max) for f in fr]
     return collate(fr, graphs, dtype)
 
 
@@ -78,14 +79,14 @@ def cpu_ms(fn) -> float:
 
 def setup(size: str, message: str, dtype: torch.dtype, batch, iters: int):
     """The model and closures timing one step / adjoint_step / message op / training step."""
-    n = batch["pos"].shape[0]
-    ei = batch["edge_index"]
+    n = batch[K.POSITIONS].shape[0]
+    ei = batch[K.EDGE_INDEX]
     cfg = dict(SIZES[size], message=message, solver_tol=0.0, adjoint_tol=0.0, solver_max_iter=iters)
     stats = {"avg_num_neighbors": ei.shape[1] / n, "energy_per_atom_shift": [0.0] * 3, "force_rms": 1.0}
     torch.manual_seed(0)
     model = build_model(cfg, ["H", "C", "O"], 4.0, stats, dtype).eval()
-    types = batch["atom_types"]
-    vec = batch["pos"].index_select(0, ei[1]) - batch["pos"].index_select(0, ei[0]) + batch["edge_shift"]
+    types = batch[K.ATOM_TYPES]
+    vec = batch[K.POSITIONS].index_select(0, ei[1]) - batch[K.POSITIONS].index_select(0, ei[0]) + batch[K.EDGE_SHIFT]
     with torch.no_grad():
         attr = model.edge_features(vec, types, ei)
         x = model.inject(types, ei, attr, n)
@@ -116,14 +117,14 @@ def setup(size: str, message: str, dtype: torch.dtype, batch, iters: int):
         model.train()
         opt.zero_grad(set_to_none=True)
         out = model(batch)
-        loss = (out["energy"] - batch["total_energy"]).pow(2).mean() + (out["forces"] - batch["forces"]).pow(2).mean()
+        loss = (out["energy"] - batch[K.TOTAL_ENERGY]).pow(2).mean() + (out[K.FORCES] - batch[K.FORCES]).pow(2).mean()
         loss.backward()
         opt.step()
         model.eval()
 
     info = {
         "size": size, "irreps": SIZES[size]["irreps"], "msg_channels": SIZES[size]["msg_channels"],
-        "message": message, "dtype": str(dtype).replace("torch.", ""), "frames": int(batch["num_frames"]),
+        "message": message, "dtype": str(dtype).replace("torch.", ""), "frames": int(batch[K.NUM_FRAMES]),
         "atoms": n, "edges": ei.shape[1], "train_iters": f"{iters}+{iters}", "init_iters_1e-4": solve.iters,
         "params": sum(p.numel() for p in model.parameters()),
         "params_message_op": sum(p.numel() for p in op.parameters()),

@@ -153,6 +153,7 @@ def main():
     # force parity with the deployed model on held-out frames
     if os.path.exists(model) and os.path.exists(test_npz):
         from deqformer.data.batch import collate
+        from deqformer import keys as K
         from deqformer.data.neighbors import build_graph
         from deqformer.deploy import load_deployed
         dm = load_deployed(model)
@@ -164,10 +165,10 @@ def main():
         for k in sel:
             pos = d["coords"][k]
             ei, sh = build_graph(pos, dm.r_max)
-            frame = {"pos": pos, "atom_types": np.array([tmap[int(v)] for v in z]), "total_energy": d["energies"][k],
-                     "forces": d["forces"][k], "cell": None, "pbc": np.zeros(3, bool)}
+            frame = {K.POSITIONS: pos, K.ATOM_TYPES: np.array([tmap[int(v)] for v in z]), K.TOTAL_ENERGY: d["energies"][k],
+                     K.FORCES: d["forces"][k], K.CELL: None, K.PBC: np.zeros(3, bool)}
             o = dm(collate([frame], [(ei, sh)], dm.dtype))
-            fp.append(o["forces"].detach().numpy()); fr.append(d["forces"][k])
+            fp.append(o[K.FORCES].detach().numpy()); fr.append(d["forces"][k])
             ep.append(float(o["energy"][0])); er.append(float(d["energies"][k]))
         fp, fr = np.concatenate(fp), np.concatenate(fr)
         summary["parity_frames"] = len(sel)

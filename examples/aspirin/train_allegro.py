@@ -29,6 +29,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "models"))
+from deqformer import keys as K  # noqa: E402
 from deqformer.config import load_config  # noqa: E402
 from deqformer.data.dataset import split_indices  # noqa: E402
 
@@ -47,8 +48,8 @@ def write_split(cfg, out: Path) -> dict:
         raise SystemExit(f"{path} not found: run the main job's data step first (prepare_split.py)")
     raw = np.load(path)
     field = {v: k for k, v in ds.key_mapping.items()}
-    z = raw[field["atomic_numbers"]]
-    pos, energy, forces = raw[field["pos"]], raw[field["total_energy"]], raw[field["forces"]]
+    z = raw[field[K.ATOMIC_NUMBERS]]
+    pos, energy, forces = raw[field[K.POSITIONS]], raw[field[K.TOTAL_ENERGY]], raw[field[K.FORCES]]
     split = split_indices(len(pos), ds.n_train, ds.n_val, cfg.dataset_seed, cfg.train_val_split)
     order = np.concatenate([split["train"], split["val"]])
     np.savez(out, z=np.asarray(z).reshape(-1), R=pos[order], E=np.asarray(energy)[order].reshape(-1, 1),

@@ -14,7 +14,7 @@ L = sum_i e(z*_i) + u*.(f(z*, x) - z*) (+ the core repulsion, explicit in the po
 derivatives (positions AND parameters) are the exact implicit ones.
 """
 import math
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
 

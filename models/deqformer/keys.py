@@ -19,6 +19,7 @@ NUM_FRAMES = "num_frames"
 NUM_ATOMS = "num_atoms"
 DATASET_ID = "dataset_id"
 HAS_FORCES = "has_forces"
+SAMPLE_INDEX = "sample_index"      # position of each frame in its loader (warm-start cache key)
 
 #: the nequip fields a dataset file can provide (through key_mapping)
 NEQUIP_FIELDS = (ATOMIC_NUMBERS, POSITIONS, TOTAL_ENERGY, FORCES, CELL, PBC)

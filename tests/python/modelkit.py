@@ -4,6 +4,7 @@ import os
 import numpy as np
 import torch
 
+from deqformer import keys as K
 from deqformer.data.neighbors import build_graph
 from deqformer.model import build_model
 
@@ -40,9 +41,9 @@ def make_batch(pos, z=ASPIRIN_Z, cell=None, r_max=4.0):
     pbc = None if cell is None else np.array([True, True, True])
     ei, shift = build_graph(pos, r_max, cell=cell, pbc=pbc)
     n = len(pos)
-    return {"pos": torch.tensor(pos), "atom_types": torch.tensor([TYPES[v] for v in z]),
-            "edge_index": torch.as_tensor(ei, dtype=torch.long), "edge_shift": torch.as_tensor(shift, dtype=torch.float64),
-            "batch": torch.zeros(n, dtype=torch.long), "num_frames": torch.tensor(1)}
+    return {K.POSITIONS: torch.tensor(pos), K.ATOM_TYPES: torch.tensor([TYPES[v] for v in z]),
+            K.EDGE_INDEX: torch.as_tensor(ei, dtype=torch.long), K.EDGE_SHIFT: torch.as_tensor(shift, dtype=torch.float64),
+            K.BATCH: torch.zeros(n, dtype=torch.long), K.NUM_FRAMES: torch.tensor(1)}
 
 
 def random_rotation(seed: int, reflect: bool = False) -> np.ndarray:

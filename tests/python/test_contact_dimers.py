@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deqformer import keys as K
 from deqformer.data.dataset import read_npz_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,16 +56,16 @@ def test_contact_dimer_is_cut_whole_across_the_boundary_and_recomputed(tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "1 dimers from 1 frames" in p.stdout
     frames = read_npz_frames(tmp_path / "out/c.npz", ["H", "C", "O"], RMD17, fixed_field_keys=["atomic_numbers"])
-    assert len(frames) == 1 and len(frames[0]["pos"]) == 42
-    got = frames[0]["pos"]
+    assert len(frames) == 1 and len(frames[0][K.POSITIONS]) == 42
+    got = frames[0][K.POSITIONS]
     # each molecule whole (its internal distances as built) and the contact as built
     for part, ref in ((got[:21], m1), (got[21:], m2)):
         np.testing.assert_allclose(np.linalg.norm(part[:, None] - part[None], axis=-1),
                                    np.linalg.norm(ref[:, None] - ref[None], axis=-1), atol=1e-6)
     assert np.linalg.norm(got[21 + j] - got[i]) == pytest.approx(1.0, abs=1e-6)
     # GFN2-xTB energy of two aspirin molecules (eV), finite forces
-    assert abs(frames[0]["total_energy"] - 2 * (-1077.17)) < 5.0
-    assert np.all(np.isfinite(frames[0]["forces"]))
+    assert abs(frames[0][K.TOTAL_ENERGY] - 2 * (-1077.17)) < 5.0
+    assert np.all(np.isfinite(frames[0][K.FORCES]))
 
 
 def test_limits_are_the_closest_contacts_over_all_training_files(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from deqformer import keys as K
 from deqformer.config import parse_config
 from deqformer.data import (DataError, build_graph, collate, compute_statistics, load_datasets, make_loader,
                             read_ase_frames, read_npz_frames, split_indices)
@@ -45,25 +46,25 @@ def test_md17_rmd17_extxyz_identical():
     assert len(a) == len(b) == len(c) == 5
     for fa, fb, fc in zip(a, b, c):
         for f in (fb, fc):
-            assert np.array_equal(fa["atom_types"], f["atom_types"])
-            assert np.array_equal(fa["atomic_numbers"], f["atomic_numbers"])
-            assert f["pos"].dtype == np.float64 and f["pos"].shape == (21, 3)
-            assert f["atom_types"].dtype == np.int64
-            assert f["cell"] is None and not f["pbc"].any()
-        assert np.array_equal(fa["pos"], fb["pos"]) and np.array_equal(fa["forces"], fb["forces"])
-        assert fa["total_energy"] == fb["total_energy"]
+            assert np.array_equal(fa[K.ATOM_TYPES], f[K.ATOM_TYPES])
+            assert np.array_equal(fa[K.ATOMIC_NUMBERS], f[K.ATOMIC_NUMBERS])
+            assert f[K.POSITIONS].dtype == np.float64 and f[K.POSITIONS].shape == (21, 3)
+            assert f[K.ATOM_TYPES].dtype == np.int64
+            assert f[K.CELL] is None and not f[K.PBC].any()
+        assert np.array_equal(fa[K.POSITIONS], fb[K.POSITIONS]) and np.array_equal(fa[K.FORCES], fb[K.FORCES])
+        assert fa[K.TOTAL_ENERGY] == fb[K.TOTAL_ENERGY]
         # extxyz stores 8 decimals for positions and forces
-        np.testing.assert_allclose(fa["pos"], fc["pos"], atol=1e-8)
-        np.testing.assert_allclose(fa["forces"], fc["forces"], atol=1e-8)
-        assert fa["total_energy"] == pytest.approx(fc["total_energy"], abs=1e-9)
+        np.testing.assert_allclose(fa[K.POSITIONS], fc[K.POSITIONS], atol=1e-8)
+        np.testing.assert_allclose(fa[K.FORCES], fc[K.FORCES], atol=1e-8)
+        assert fa[K.TOTAL_ENERGY] == pytest.approx(fc[K.TOTAL_ENERGY], abs=1e-9)
     # atom order O O O O C x9 H x8 -> types with [H, C, O]
-    assert a[0]["atom_types"].tolist() == [2] * 4 + [1] * 9 + [0] * 8
+    assert a[0][K.ATOM_TYPES].tolist() == [2] * 4 + [1] * 9 + [0] * 8
 
 
 def test_default_keys_without_key_mapping():
     a = read_npz_frames(DATA / "aspirin_5_rmd17.npz", TYPES)
     b = read_npz_frames(DATA / "aspirin_5_md17.npz", TYPES)
-    assert np.array_equal(a[3]["forces"], b[3]["forces"]) and a[3]["total_energy"] == b[3]["total_energy"]
+    assert np.array_equal(a[3][K.FORCES], b[3][K.FORCES]) and a[3][K.TOTAL_ENERGY] == b[3][K.TOTAL_ENERGY]
 
 
 def test_extxyz_gz_and_mapped_keys(tmp_path):
@@ -78,8 +79,8 @@ def test_extxyz_gz_and_mapped_keys(tmp_path):
     p.write_text(text)
     frames = read_ase_frames(p, TYPES, {"REF_energy": "total_energy", "REF_forces": "forces"})
     ref = read_ase_frames(src, TYPES)
-    assert frames[2]["total_energy"] == ref[2]["total_energy"]
-    assert np.array_equal(frames[2]["forces"], ref[2]["forces"])
+    assert frames[2][K.TOTAL_ENERGY] == ref[2][K.TOTAL_ENERGY]
+    assert np.array_equal(frames[2][K.FORCES], ref[2][K.FORCES])
     with pytest.raises(DataError, match=r"no energies or forces"):
         read_ase_frames(p, TYPES)  # without the mapping nothing is found
 
@@ -94,17 +95,17 @@ def test_extxyz_periodic_cell(tmp_path):
     p = tmp_path / "w.extxyz"
     ase.io.write(p, [atoms, atoms])
     f = read_ase_frames(p, TYPES)[1]
-    np.testing.assert_allclose(f["cell"], cell)
-    assert f["pbc"].all() and f["total_energy"] == -1.5
+    np.testing.assert_allclose(f[K.CELL], cell)
+    assert f[K.PBC].all() and f[K.TOTAL_ENERGY] == -1.5
 
 
 def test_energy_only_dataset(tmp_path):
     p = save(tmp_path, **rmd17(forces=None))
     frames = read_npz_frames(p, TYPES)
     assert "forces" not in frames[0] and "total_energy" in frames[0]
-    g = [build_graph(f["pos"], 5.0) for f in frames]
+    g = [build_graph(f[K.POSITIONS], 5.0) for f in frames]
     b = collate(frames, g)
-    assert torch.isnan(b["forces"]).all() and not b["has_forces"].any()
+    assert torch.isnan(b[K.FORCES]).all() and not b[K.HAS_FORCES].any()
     stats = compute_statistics(frames, 3)
     assert stats["force_rms"] > 0  # falls back to the per-atom energy residual spread
 
@@ -118,12 +119,12 @@ def test_unit_conversion(tmp_path):
     ev = read_npz_frames(p, TYPES)
     kcal = read_npz_frames(p, TYPES, energy_unit="kcal/mol")
     ha_bohr = read_npz_frames(p, TYPES, energy_unit="Hartree", length_unit="Bohr")
-    assert kcal[1]["total_energy"] == pytest.approx(d["energies"][1] * 0.0433641042418, rel=1e-11)
-    assert kcal[1]["total_energy"] == pytest.approx(ev[1]["total_energy"] * KCAL_PER_MOL, rel=1e-14)
-    np.testing.assert_allclose(kcal[1]["forces"], ev[1]["forces"] * KCAL_PER_MOL, rtol=1e-14)
-    np.testing.assert_array_equal(kcal[1]["pos"], ev[1]["pos"])
-    np.testing.assert_allclose(ha_bohr[2]["pos"], d["coords"][2] * BOHR, rtol=1e-14)
-    np.testing.assert_allclose(ha_bohr[2]["forces"], d["forces"][2] * HARTREE / BOHR, rtol=1e-14)
+    assert kcal[1][K.TOTAL_ENERGY] == pytest.approx(d["energies"][1] * 0.0433641042418, rel=1e-11)
+    assert kcal[1][K.TOTAL_ENERGY] == pytest.approx(ev[1][K.TOTAL_ENERGY] * KCAL_PER_MOL, rel=1e-14)
+    np.testing.assert_allclose(kcal[1][K.FORCES], ev[1][K.FORCES] * KCAL_PER_MOL, rtol=1e-14)
+    np.testing.assert_array_equal(kcal[1][K.POSITIONS], ev[1][K.POSITIONS])
+    np.testing.assert_allclose(ha_bohr[2][K.POSITIONS], d["coords"][2] * BOHR, rtol=1e-14)
+    np.testing.assert_allclose(ha_bohr[2][K.FORCES], d["forces"][2] * HARTREE / BOHR, rtol=1e-14)
 
 
 def test_units_via_config(tmp_path):
@@ -131,7 +132,7 @@ def test_units_via_config(tmp_path):
     raw = {"dataset": "npz", "dataset_file_name": str(p), "chemical_symbols": TYPES, "r_max": 3.0, "n_train": 3,
            "n_val": 2, "dataset_energy_unit": "kcal/mol"}
     ds = load_datasets(parse_config(raw, tmp_path))[0]
-    np.testing.assert_allclose([f["total_energy"] for f in ds.frames], np.load(p)["energies"] * KCAL_PER_MOL)
+    np.testing.assert_allclose([f[K.TOTAL_ENERGY] for f in ds.frames], np.load(p)["energies"] * KCAL_PER_MOL)
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -173,7 +174,7 @@ def test_fixed_field_declared_but_per_frame(tmp_path):
     d["nuclear_charges"] = np.tile(d["nuclear_charges"], (4, 1))
     p = save(tmp_path, **d)
     frames = read_npz_frames(p, TYPES)  # per-frame atomic numbers are fine ...
-    assert frames[0]["atom_types"].tolist() == [2, 0, 0]
+    assert frames[0][K.ATOM_TYPES].tolist() == [2, 0, 0]
     with pytest.raises(DataError, match="npz_fixed_field_keys"):  # ... unless declared fixed
         read_npz_frames(p, TYPES, fixed_field_keys=["atomic_numbers"])
 
@@ -301,9 +302,9 @@ def test_statistics_fit():
     frames = []
     for k in range(40):
         types = rng.integers(0, 3, size=rng.integers(3, 8))
-        frames.append({"atom_types": types, "pos": np.zeros((len(types), 3)),
-                       "total_energy": float(np.bincount(types, minlength=3) @ true),
-                       "forces": np.full((len(types), 3), 2.0)})
+        frames.append({K.ATOM_TYPES: types, K.POSITIONS: np.zeros((len(types), 3)),
+                       K.TOTAL_ENERGY: float(np.bincount(types, minlength=3) @ true),
+                       K.FORCES: np.full((len(types), 3), 2.0)})
     s = compute_statistics(frames, 3)
     np.testing.assert_allclose(s["energy_per_atom_shift"], true, rtol=1e-7)
     assert s["force_rms"] == pytest.approx(2.0)
@@ -312,7 +313,7 @@ def test_statistics_fit():
     dim = read_npz_frames(DATA / "aspirin_dimer_10.npz", TYPES)
     s = compute_statistics(mono + dim, 3)
     counts = np.array([8, 9, 4])
-    mean_e = np.mean([f["total_energy"] for f in mono])
+    mean_e = np.mean([f[K.TOTAL_ENERGY] for f in mono])
     assert counts @ np.array(s["energy_per_atom_shift"]) == pytest.approx(mean_e, abs=0.5)
     assert all(np.isfinite(s["energy_per_atom_shift"]))
     assert 0.5 < s["force_rms"] < 2.0
@@ -325,30 +326,30 @@ def test_statistics_fit():
 def test_collate_offsets():
     frames = read_npz_frames(DATA / "aspirin_monomer_30.npz", TYPES)[:2] + \
         read_npz_frames(DATA / "aspirin_dimer_10.npz", TYPES)[:1]
-    del frames[1]["forces"]
+    del frames[1][K.FORCES]
     frames[1] = dict(frames[1])
-    graphs = [build_graph(f["pos"], 3.0) for f in frames]
+    graphs = [build_graph(f[K.POSITIONS], 3.0) for f in frames]
     b = collate(frames, graphs, torch.float32, dataset_ids=[0, 0, 1])
     n = [21, 21, 42]
-    assert b["pos"].shape == (84, 3) and b["pos"].dtype == torch.float32
-    assert b["edge_shift"].dtype == torch.float32 and b["total_energy"].dtype == torch.float32
-    assert b["atom_types"].dtype == b["batch"].dtype == b["edge_index"].dtype == torch.int64
-    assert b["num_frames"].dim() == 0 and int(b["num_frames"]) == 3
-    assert b["num_atoms"].tolist() == n
-    assert b["batch"].tolist() == [0] * 21 + [1] * 21 + [2] * 42
-    assert b["dataset_id"].tolist() == [0, 0, 1]
-    assert b["has_forces"].tolist() == [True, False, True]
-    assert torch.isnan(b["forces"][21:42]).all() and torch.isfinite(b["forces"][:21]).all()
+    assert b[K.POSITIONS].shape == (84, 3) and b[K.POSITIONS].dtype == torch.float32
+    assert b[K.EDGE_SHIFT].dtype == torch.float32 and b[K.TOTAL_ENERGY].dtype == torch.float32
+    assert b[K.ATOM_TYPES].dtype == b[K.BATCH].dtype == b[K.EDGE_INDEX].dtype == torch.int64
+    assert b[K.NUM_FRAMES].dim() == 0 and int(b[K.NUM_FRAMES]) == 3
+    assert b[K.NUM_ATOMS].tolist() == n
+    assert b[K.BATCH].tolist() == [0] * 21 + [1] * 21 + [2] * 42
+    assert b[K.DATASET_ID].tolist() == [0, 0, 1]
+    assert b[K.HAS_FORCES].tolist() == [True, False, True]
+    assert torch.isnan(b[K.FORCES][21:42]).all() and torch.isfinite(b[K.FORCES][:21]).all()
     e = [g[0].shape[1] for g in graphs]
-    ei = b["edge_index"]
+    ei = b[K.EDGE_INDEX]
     assert ei.shape == (2, sum(e))
     assert torch.equal(ei[:, :e[0]], torch.as_tensor(graphs[0][0]))
     assert torch.equal(ei[:, e[0]:e[0] + e[1]], torch.as_tensor(graphs[1][0]) + 21)
     assert torch.equal(ei[:, e[0] + e[1]:], torch.as_tensor(graphs[2][0]) + 42)
     # edges never cross frames
-    assert torch.equal(b["batch"][ei[0]], b["batch"][ei[1]])
+    assert torch.equal(b[K.BATCH][ei[0]], b[K.BATCH][ei[1]])
     # edge vectors reproduce the per-frame distances
-    vec = b["pos"].double()[ei[1]] - b["pos"].double()[ei[0]] + b["edge_shift"].double()
+    vec = b[K.POSITIONS].double()[ei[1]] - b[K.POSITIONS].double()[ei[0]] + b[K.EDGE_SHIFT].double()
     assert float(vec.norm(dim=1).max()) < 3.0
 
 
@@ -365,10 +366,10 @@ def test_loader_shuffle_reproducible(tmp_path):
     la.set_epoch(2)
     lb.set_epoch(2)
     for x, y in zip(la, lb):
-        assert torch.equal(x["pos"], y["pos"])
+        assert torch.equal(x[K.POSITIONS], y[K.POSITIONS])
     lb.set_epoch(3)
     assert not np.array_equal(la.order(), lb.order())
-    seen = torch.cat([b["dataset_id"] for b in la])
+    seen = torch.cat([b[K.DATASET_ID] for b in la])
     assert sorted(seen.tolist()) == [0] * 12 + [1] * 4
     # graphs are cached: a second loader reuses the same arrays
     lc = make_loader(dsets, "train", 4.0, 5)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deqformer import keys as K
 from deqformer import CONTRACT_VERSION
 from deqformer.deploy import REQUIRED_KEYS, deploy, load_deployed
 from deqformer.driver import retained_vjp
@@ -24,7 +25,7 @@ def test_round_trip_equals_eager(tmp_path):
     ref = m(b)
     out = dm(b)
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
-    np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(out[K.FORCES].numpy(), ref[K.FORCES].detach().numpy(), atol=1e-10)
 
 
 def test_contract_methods_and_shapes(tmp_path):
@@ -35,18 +36,18 @@ def test_contract_methods_and_shapes(tmp_path):
     meta = mod.metadata()
     d, a = int(meta["state_dim"]), int(meta["edge_attr_dim"])
     b = make_batch(aspirin_geometry())
-    n, ei = b["pos"].shape[0], b["edge_index"]
-    vec = b["pos"][ei[1]] - b["pos"][ei[0]]
-    attr = mod.edge_features(vec, b["atom_types"], ei)
+    n, ei = b[K.POSITIONS].shape[0], b[K.EDGE_INDEX]
+    vec = b[K.POSITIONS][ei[1]] - b[K.POSITIONS][ei[0]]
+    attr = mod.edge_features(vec, b[K.ATOM_TYPES], ei)
     assert attr.shape == (ei.shape[1], a) and attr.dtype == torch.float64
-    x = mod.inject(b["atom_types"], ei, attr, n)
+    x = mod.inject(b[K.ATOM_TYPES], ei, attr, n)
     assert x.shape == (n, d)
     z = torch.zeros(n, d, dtype=torch.float64)
     assert mod.step(z, x, ei, attr, n).shape == (n, d)
-    assert mod.atomic_energy(z, b["atom_types"]).shape == (n,)
-    e_pair = mod.pair_energy(vec, b["atom_types"], ei, n)
+    assert mod.atomic_energy(z, b[K.ATOM_TYPES]).shape == (n,)
+    e_pair = mod.pair_energy(vec, b[K.ATOM_TYPES], ei, n)
     assert e_pair.shape == (n,) and e_pair.dtype == torch.float64
-    assert mod.energy_grad_z(z, b["atom_types"]).shape == (n, d)
+    assert mod.energy_grad_z(z, b[K.ATOM_TYPES]).shape == (n, d)
     assert mod.adjoint_step(z, x, ei, attr, z, n).shape == (n, d)
     # the drivers' retained-graph vector-Jacobian product is adjoint_step (to rounding: the JIT may fuse ops)
     zf = mod.step(z, x, ei, attr, n)
@@ -57,7 +58,7 @@ def test_contract_methods_and_shapes(tmp_path):
         u = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(retained_vjp(f_graph, zr, u), mod.adjoint_step(zf, x, ei, attr, u, n),
                                    rtol=1e-12, atol=1e-12)
-    assert mod.edge_grad(z, z, b["atom_types"], ei, vec, n).shape == (ei.shape[1], 3)
+    assert mod.edge_grad(z, z, b[K.ATOM_TYPES], ei, vec, n).shape == (ei.shape[1], 3)
     state = mod.solver_init(z, 0, 5)
     z2, state = mod.solver_update(0, z, x, state, 0, 1.0, 1e-6)
     assert z2.shape == (n, d)
@@ -69,7 +70,7 @@ def test_float32_deploy(tmp_path):
     meta = deploy(m, path, dtype=torch.float32)
     assert meta["dtype"] == "float32"
     out = load_deployed(path)(make_batch(aspirin_geometry()))
-    assert out["forces"].dtype == torch.float32
+    assert out[K.FORCES].dtype == torch.float32
 
 
 def test_bad_files(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deqformer import keys as K
 from deqformer.data.dataset import read_ase_frames, read_npz_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,13 +24,13 @@ def test_generate_xtb_tiny_run_is_readable_and_consistent(tmp_path):
     xyz = read_ase_frames(tmp_path / "tiny.extxyz", ["H", "C", "O"])
     assert len(npz) == len(md17) == len(xyz) == 2
     for a, b, c in zip(npz, md17, xyz):
-        assert a["total_energy"] == pytest.approx(b["total_energy"]) == pytest.approx(c["total_energy"])
-        np.testing.assert_allclose(a["forces"], c["forces"], atol=1e-6)  # extxyz: 8 decimals
-        np.testing.assert_allclose(a["pos"], b["pos"])
+        assert a[K.TOTAL_ENERGY] == pytest.approx(b[K.TOTAL_ENERGY]) == pytest.approx(c[K.TOTAL_ENERGY])
+        np.testing.assert_allclose(a[K.FORCES], c[K.FORCES], atol=1e-6)  # extxyz: 8 decimals
+        np.testing.assert_allclose(a[K.POSITIONS], b[K.POSITIONS])
     # the same level of theory as the shipped data (GFN2-xTB aspirin, eV): energy near their mean, forces ~1 eV/A
-    e = np.array([f["total_energy"] for f in npz])
+    e = np.array([f[K.TOTAL_ENERGY] for f in npz])
     assert np.all(np.abs(e - (-1077.17)) < 1.0)
-    rms = np.sqrt(np.mean(np.concatenate([f["forces"] for f in npz]) ** 2))
+    rms = np.sqrt(np.mean(np.concatenate([f[K.FORCES] for f in npz]) ** 2))
     assert 0.3 < rms < 3.0
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deqformer import keys as K
 from deqformer.deploy import deploy, load_deployed
 from deqformer.nn.attention import TensorProduct, message_op_dims
 from deqformer.nn.so2 import M_ORDER, SO2Convolution, edge_frame
@@ -150,7 +151,7 @@ def test_so2_model_invariance_and_force_equivariance(so2_model, reflect):
     rot = random_rotation(11, reflect)
     out = so2_model(make_batch(pos @ rot.T + np.array([0.4, -1.1, 2.0])))
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
-    np.testing.assert_allclose(out["forces"].detach().numpy(), ref["forces"].detach().numpy() @ rot.T, atol=1e-10)
+    np.testing.assert_allclose(out[K.FORCES].detach().numpy(), ref[K.FORCES].detach().numpy() @ rot.T, atol=1e-10)
 
 
 def test_so2_model_forces_are_minus_energy_gradient(so2_model):
@@ -186,7 +187,7 @@ def test_so2_deploy_round_trip(so2_model, tmp_path):
     ref = so2_model(b)
     out = dm(b)
     assert abs(out["energy"].item() - ref["energy"].item()) < 1e-10
-    np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(out[K.FORCES].numpy(), ref[K.FORCES].detach().numpy(), atol=1e-10)
 
 
 def test_message_config_is_validated():

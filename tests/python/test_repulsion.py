@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from deqformer import keys as K
 from deqformer.data.neighbors import build_graph
 from deqformer.data.statistics import compute_statistics, pair_min_distances
 from deqformer.driver import evaluate_model
@@ -65,10 +66,10 @@ def test_zero_on_the_frames_that_set_the_walls():
     frames, graphs = [], []
     for _ in range(6):
         pos = base + rng.normal(scale=0.05, size=base.shape)
-        frames.append({"pos": pos, "atom_types": np.array([TYPES[v] for v in z])})
+        frames.append({K.POSITIONS: pos, K.ATOM_TYPES: np.array([TYPES[v] for v in z])})
         graphs.append(build_graph(pos, 4.0))
     walls = pair_min_distances(frames, graphs, 3)
-    h_o = min(np.linalg.norm(f["pos"][13:, None] - f["pos"][None, :4], axis=2).min() for f in frames)
+    h_o = min(np.linalg.norm(f[K.POSITIONS][13:, None] - f[K.POSITIONS][None, :4], axis=2).min() for f in frames)
     assert walls[0][2] == pytest.approx(h_o, rel=1e-12)
     assert walls == [list(row) for row in np.array(walls).T]          # symmetric
     stats = compute_statistics([dict(f, total_energy=0.0) for f in frames], 3, graphs)
@@ -76,14 +77,14 @@ def test_zero_on_the_frames_that_set_the_walls():
     m = build_model({"irreps": "4x0e+2x1o+2x2e", "msg_channels": 2, "num_heads": 1}, ["H", "C", "O"], 4.0, stats)
     for f, (ei, shift) in zip(frames, graphs):
         ei = torch.as_tensor(ei)
-        vec = torch.as_tensor(f["pos"][ei[1]] - f["pos"][ei[0]] + shift)
-        assert float(m.pair_energy(vec, torch.as_tensor(f["atom_types"]), ei, 21).abs().max()) == 0.0
+        vec = torch.as_tensor(f[K.POSITIONS][ei[1]] - f[K.POSITIONS][ei[0]] + shift)
+        assert float(m.pair_energy(vec, torch.as_tensor(f[K.ATOM_TYPES]), ei, 21).abs().max()) == 0.0
     # a pair pushed inside its wall is repelled
-    pos = frames[0]["pos"].copy()
+    pos = frames[0][K.POSITIONS].copy()
     pos[20] = pos[0] + 0.6 * (pos[20] - pos[0]) / np.linalg.norm(pos[20] - pos[0])   # an H 0.6 A from an O
     b = make_batch(pos)
-    vec = b["pos"][b["edge_index"][1]] - b["pos"][b["edge_index"][0]]
-    assert float(m.pair_energy(vec, b["atom_types"], b["edge_index"], 21).sum()) > 1.0
+    vec = b[K.POSITIONS][b[K.EDGE_INDEX][1]] - b[K.POSITIONS][b[K.EDGE_INDEX][0]]
+    assert float(m.pair_energy(vec, b[K.ATOM_TYPES], b[K.EDGE_INDEX], 21).sum()) > 1.0
 
 
 def test_close_contact_forces_are_the_energy_gradient():
@@ -93,8 +94,8 @@ def test_close_contact_forces_are_the_energy_gradient():
     pos[20] = pos[19] + np.array([0.62, 0.3, -0.2])      # two H 0.72 A apart
     b = make_batch(pos)
     out = evaluate_model(m, b)
-    assert float(m.pair_energy(b["pos"][b["edge_index"][1]] - b["pos"][b["edge_index"][0]], b["atom_types"],
-                               b["edge_index"], 21).sum()) > 0.5
+    assert float(m.pair_energy(b[K.POSITIONS][b[K.EDGE_INDEX][1]] - b[K.POSITIONS][b[K.EDGE_INDEX][0]], b[K.ATOM_TYPES],
+                               b[K.EDGE_INDEX], 21).sum()) > 0.5
     h = 1e-5
     for k, d in ((20, 0), (19, 1), (0, 2)):
         e = []
@@ -103,14 +104,14 @@ def test_close_contact_forces_are_the_energy_gradient():
             p[k, d] += sgn * h
             e.append(float(evaluate_model(m, make_batch(p), compute_forces=False)["energy"]))
         fd = -(e[0] - e[1]) / (2 * h)
-        assert float(out["forces"][k, d]) == pytest.approx(fd, rel=1e-6, abs=1e-8)
+        assert float(out[K.FORCES][k, d]) == pytest.approx(fd, rel=1e-6, abs=1e-8)
 
 
 def test_switched_off():
     m = tiny_model(repulsion="none")
     b = make_batch(aspirin_geometry())
-    vec = b["pos"][b["edge_index"][1]] - b["pos"][b["edge_index"][0]]
-    assert float(m.pair_energy(vec, b["atom_types"], b["edge_index"], 21).abs().sum()) == 0.0
+    vec = b[K.POSITIONS][b[K.EDGE_INDEX][1]] - b[K.POSITIONS][b[K.EDGE_INDEX][0]]
+    assert float(m.pair_energy(vec, b[K.ATOM_TYPES], b[K.EDGE_INDEX], 21).abs().sum()) == 0.0
     assert m.metadata_dict()["repulsion"] == "none"
     # types that are not element symbols get no repulsion
     rep = make_rep(["Hx", "C"], [[1.0, 1.0], [1.0, 1.0]])

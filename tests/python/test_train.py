@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from deqformer import keys as K
 from deqformer.cli import evaluate as evaluate_cli
 from deqformer.cli import train as train_cli
 from deqformer.config import ConfigError, load_config, parse_config
@@ -83,17 +84,17 @@ class PairModel(torch.nn.Module):
         self.d0 = torch.nn.Parameter(torch.tensor(1.5, dtype=dtype))
 
     def forward(self, batch, compute_forces=True):
-        pos = batch["pos"]
+        pos = batch[K.POSITIONS]
         if compute_forces:
             pos = pos.detach().requires_grad_(True)
-        ei = batch["edge_index"]
-        d = (pos[ei[1]] - pos[ei[0]] + batch["edge_shift"]).norm(dim=1)
-        atomic = self.shift[batch["atom_types"]].index_add(0, ei[0], self.k * (d - self.d0) ** 2)
-        energy = torch.zeros(int(batch["num_frames"]), dtype=pos.dtype).index_add(0, batch["batch"], atomic)
+        ei = batch[K.EDGE_INDEX]
+        d = (pos[ei[1]] - pos[ei[0]] + batch[K.EDGE_SHIFT]).norm(dim=1)
+        atomic = self.shift[batch[K.ATOM_TYPES]].index_add(0, ei[0], self.k * (d - self.d0) ** 2)
+        energy = torch.zeros(int(batch[K.NUM_FRAMES]), dtype=pos.dtype).index_add(0, batch[K.BATCH], atomic)
         out = {"energy": energy, "atomic_energy": atomic, "solver_iters": torch.tensor(1.0),
                "solver_residual": torch.tensor(0.0)}
         if compute_forces:
-            out["forces"] = -torch.autograd.grad(energy.sum(), pos, create_graph=self.training)[0]
+            out[K.FORCES] = -torch.autograd.grad(energy.sum(), pos, create_graph=self.training)[0]
         return out
 
     def config_dict(self):
@@ -370,9 +371,9 @@ def test_evaluate_checkpoint_and_deployed(trained, tmp_path, capsys):
     from deqformer.data import build_graph, collate
     from deqformer.data.dataset import read_ase_frames
     frame = read_ase_frames(DATA / "aspirin_5.extxyz", ["H", "C", "O"])[0]
-    out = ref(collate([frame], [build_graph(frame["pos"], 3.5)]), compute_forces=True)
+    out = ref(collate([frame], [build_graph(frame[K.POSITIONS], 3.5)]), compute_forces=True)
     assert e == pytest.approx(float(out["energy"][0]), abs=1e-6)
-    np.testing.assert_allclose(f, out["forces"].detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(f, out[K.FORCES].detach().numpy(), atol=1e-5)
     big = atoms.copy()
     big.calc = DeqformerCalculator(str(pt))
     big.set_cell([30.0, 30.0, 30.0])

@@ -2,18 +2,19 @@
 import numpy as np
 import torch
 
+from deqformer import keys as K
 from deqformer.train.warm_start import FixedPointCache
 from modelkit import aspirin_geometry, make_batch, tiny_model
 
 
 def _batch_of_two(pos):
     a, b = make_batch(pos), make_batch(pos + 0.01)
-    n = a["pos"].shape[0]
-    return {"pos": torch.cat([a["pos"], b["pos"]]), "atom_types": torch.cat([a["atom_types"], b["atom_types"]]),
-            "edge_index": torch.cat([a["edge_index"], b["edge_index"] + n], dim=1),
-            "edge_shift": torch.cat([a["edge_shift"], b["edge_shift"]]),
-            "batch": torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)]),
-            "num_frames": torch.tensor(2), "num_atoms": torch.tensor([n, n]), "sample_index": torch.tensor([7, 3])}
+    n = a[K.POSITIONS].shape[0]
+    return {K.POSITIONS: torch.cat([a[K.POSITIONS], b[K.POSITIONS]]), K.ATOM_TYPES: torch.cat([a[K.ATOM_TYPES], b[K.ATOM_TYPES]]),
+            K.EDGE_INDEX: torch.cat([a[K.EDGE_INDEX], b[K.EDGE_INDEX] + n], dim=1),
+            K.EDGE_SHIFT: torch.cat([a[K.EDGE_SHIFT], b[K.EDGE_SHIFT]]),
+            K.BATCH: torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)]),
+            K.NUM_FRAMES: torch.tensor(2), K.NUM_ATOMS: torch.tensor([n, n]), K.SAMPLE_INDEX: torch.tensor([7, 3])}
 
 
 def test_cache_reuse_fewer_iterations_same_answer():
@@ -27,15 +28,15 @@ def test_cache_reuse_fewer_iterations_same_answer():
     assert z0.shape == cold["z"].shape and u0.shape == cold["u"].shape
     # the frames come back in another order: rows follow sample_index
     swapped = _batch_of_two(aspirin_geometry())
-    swapped["sample_index"] = torch.tensor([3, 7])
+    swapped[K.SAMPLE_INDEX] = torch.tensor([3, 7])
     z_sw, _ = cache.gather(swapped)
-    n = int(batch["num_atoms"][0])
+    n = int(batch[K.NUM_ATOMS][0])
     assert torch.equal(z_sw[:n], cold["z"][n:]) and torch.equal(z_sw[n:], cold["z"][:n])
     warm = m(batch, z0=z0, u0=u0)
     assert warm["solver_iters"].item() < cold["solver_iters"].item()
     assert warm["adjoint_iters"].item() < cold["adjoint_iters"].item()
     np.testing.assert_allclose(warm["energy"].detach().numpy(), cold["energy"].detach().numpy(), rtol=1e-7)
-    np.testing.assert_allclose(warm["forces"].detach().numpy(), cold["forces"].detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(warm[K.FORCES].detach().numpy(), cold[K.FORCES].detach().numpy(), atol=1e-6)
 
 
 def test_cache_state_round_trip():

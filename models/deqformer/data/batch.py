@@ -116,7 +116,7 @@ class GraphLoader:
                 continue
             batch = collate([self.frames[i] for i in mine], [self.graphs[i] for i in mine], self.dtype,
                             [self.dataset_ids[i] for i in mine])
-            batch["sample_index"] = torch.as_tensor(np.asarray(mine, dtype=np.int64))
+            batch[K.SAMPLE_INDEX] = torch.as_tensor(np.asarray(mine, dtype=np.int64))
             yield batch, (n_e, n_f, len(idx))
 
     def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
@@ -125,7 +125,7 @@ class GraphLoader:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             batch = collate([self.frames[i] for i in idx], [self.graphs[i] for i in idx], self.dtype,
                             [self.dataset_ids[i] for i in idx])
-            batch["sample_index"] = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+            batch[K.SAMPLE_INDEX] = torch.as_tensor(np.asarray(idx, dtype=np.int64))
             yield batch
 
 

@@ -226,9 +226,9 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
     z, z_fixed = per_frame_or_fixed(K.ATOMIC_NUMBERS, (n_atoms,), "atomic numbers")
     if not np.issubdtype(z.dtype, np.integer):
         if not (np.isfinite(z).all() and np.all(z == np.round(z))):
-            raise DataError(f"{path}: key {keys['atomic_numbers']!r} (atomic_numbers) has non-integer values")
+            raise DataError(f"{path}: key {keys[K.ATOMIC_NUMBERS]!r} ({K.ATOMIC_NUMBERS}) has non-integer values")
     z = z.astype(np.int64)
-    types = _to_types(z, type_names, f"{path}: key {keys['atomic_numbers']!r} (atomic_numbers)")
+    types = _to_types(z, type_names, f"{path}: key {keys[K.ATOMIC_NUMBERS]!r} ({K.ATOMIC_NUMBERS})")
 
     energy = None
     if K.TOTAL_ENERGY in keys:
@@ -274,7 +274,7 @@ def read_npz_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
         pbc, pbc_fixed = per_frame_or_fixed(K.PBC, (3,), "periodic flags")
         pbc = pbc.astype(bool)
         if pbc.any() and cell is None:
-            raise DataError(f"{path}: key {keys['pbc']!r} (pbc) says periodic but the file has no cell")
+            raise DataError(f"{path}: key {keys[K.PBC]!r} ({K.PBC}) says periodic but the file has no cell")
 
     frames: List[Frame] = []
     for f in range(n_frames):
@@ -341,7 +341,7 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
         where = f"{path}: frame {idx}"
         if K.POSITIONS in mapped and mapped[K.POSITIONS] != "positions":
             if mapped[K.POSITIONS] not in atoms.arrays:
-                raise DataError(f"{where}: per-atom key {mapped['pos']!r} (pos) not found; arrays: "
+                raise DataError(f"{where}: per-atom key {mapped[K.POSITIONS]!r} ({K.POSITIONS}) not found; arrays: "
                                 f"{sorted(atoms.arrays)}")
             pos = np.asarray(atoms.arrays[mapped[K.POSITIONS]], dtype=np.float64)
         else:
@@ -350,7 +350,7 @@ def read_ase_frames(path: Union[str, Path], type_names: Sequence[str], key_mappi
         z = np.asarray(atoms.numbers, dtype=np.int64)
         if K.ATOMIC_NUMBERS in mapped and mapped[K.ATOMIC_NUMBERS] not in ("numbers",):
             if mapped[K.ATOMIC_NUMBERS] not in atoms.arrays:
-                raise DataError(f"{where}: per-atom key {mapped['atomic_numbers']!r} (atomic_numbers) not found; "
+                raise DataError(f"{where}: per-atom key {mapped[K.ATOMIC_NUMBERS]!r} ({K.ATOMIC_NUMBERS}) not found; "
                                 f"arrays: {sorted(atoms.arrays)}")
             z = np.asarray(atoms.arrays[mapped[K.ATOMIC_NUMBERS]]).astype(np.int64)
         types = _to_types(z, type_names, f"{where} (atomic numbers)")

@@ -58,7 +58,6 @@ class TensorProduct(nn.Module):
         self.geom_dim = 9
         comp = {0: (0, 1), 1: (1, 4), 2: (4, 9)}
         groups = []
-        col = 0
         self.path_l1: List[int] = []
         self.path_l3: List[int] = []
         self.path_col: List[int] = []       # first column of the path inside its group's output

@@ -210,8 +210,8 @@ class DataParallel:
                               out: Optional[Dict[str, torch.Tensor]]) -> None:
         """Every process stores the fixed points every other process just computed (warm starts)."""
         mine = None
-        if batch is not None and out is not None and "sample_index" in batch:
-            mine = ({"sample_index": batch["sample_index"], K.NUM_ATOMS: batch[K.NUM_ATOMS]},
+        if batch is not None and out is not None and K.SAMPLE_INDEX in batch:
+            mine = ({K.SAMPLE_INDEX: batch[K.SAMPLE_INDEX], K.NUM_ATOMS: batch[K.NUM_ATOMS]},
                     {k: out[k].detach().cpu() for k in ("z", "u") if out.get(k) is not None})
         got: List[object] = [None] * self.world_size
         dist.all_gather_object(got, mine)

@@ -24,12 +24,12 @@ class FixedPointCache:
 
     @staticmethod
     def _keys(batch) -> Tuple[list, list]:
-        keys = [int(k) for k in batch["sample_index"].tolist()]
+        keys = [int(k) for k in batch[K.SAMPLE_INDEX].tolist()]
         sizes = [int(n) for n in batch[K.NUM_ATOMS].tolist()]
         return keys, sizes
 
     def _gather(self, store: Dict[int, torch.Tensor], batch, like: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        if "sample_index" not in batch or not store:
+        if K.SAMPLE_INDEX not in batch or not store:
             return None
         keys, sizes = self._keys(batch)
         d = next(iter(store.values())).shape[1]
@@ -41,7 +41,7 @@ class FixedPointCache:
         return self._gather(self.z, batch, None), self._gather(self.u, batch, None)
 
     def store(self, batch, out: Dict[str, torch.Tensor]) -> None:
-        if "sample_index" not in batch:
+        if K.SAMPLE_INDEX not in batch:
             return
         keys, sizes = self._keys(batch)
         for name, store in (("z", self.z), ("u", self.u)):
