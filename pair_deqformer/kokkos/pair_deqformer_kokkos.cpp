@@ -376,11 +376,7 @@ template <class DeviceType> void PairDeqformerKokkos<DeviceType>::ensure_state_f
 
 template <class DeviceType> void PairDeqformerKokkos<DeviceType>::init_style()
 {
-  if (force->newton_pair == 0)
-    error->all(FLERR, "pair_style deqformer/kk requires newton pair on (the forces on ghost atoms are summed into "
-                      "their owners): run with '-pk kokkos newton on' (the KOKKOS package turns newton off by "
-                      "default on GPUs) and do not use 'newton off'");
-  PairDeqformer::init_style();    // checks, full neighbor request, communication sizes, state store
+  PairDeqformer::init_style();    // checks (newton pair on), full neighbor request, communication sizes, state store
 
   neighflag = lmp->kokkos->neighflag;
   if (neighflag != FULL && neighflag != HALF && neighflag != HALFTHREAD)

@@ -72,6 +72,11 @@ template <class DeviceType> class PairDeqformerKokkos : public PairDeqformer, pu
  protected:
   void select_device() override;
   void ensure_state_fix() override;
+  const char *newton_hint() const override
+  {
+    return "run with '-pk kokkos newton on' (the KOKKOS package turns newton off by default on GPUs) and do not "
+           "use 'newton off'";
+  }
 
   // whether the states travel by the device swap loop (else: PairDeqformer's host path)
   bool device_comm();

@@ -389,8 +389,8 @@ void PairDeqformer::init_style()
 {
   if (!model) error->all(FLERR, "pair_style deqformer: no model loaded (pair_coeff * * [model.pt] elements...)");
   if (force->newton_pair == 0)
-    error->all(FLERR, "pair_style deqformer requires newton pair on (the forces on ghost atoms are summed into "
-                      "their owners): remove 'newton off' or use 'newton on'");
+    error->all(FLERR, "pair_style {} requires newton pair on (the forces on ghost atoms are summed into their owners): {}",
+               force->pair_style, newton_hint());
   const std::string units = update->unit_style;
   if (units == "metal")
     energy_factor = 1.0;

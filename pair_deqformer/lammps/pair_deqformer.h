@@ -77,6 +77,8 @@ class PairDeqformer : public Pair {
   void select_backend();
   // the per-atom state store: fix DEQFORMER/STATE (the Kokkos variant: its DualView version)
   virtual void ensure_state_fix();
+  // how the user turns newton pair on (the KOKKOS package has its own setting, off by default on GPUs)
+  virtual const char *newton_hint() const { return "remove 'newton off' or use 'newton on'"; }
   std::string state_fix_id();
   // the store of fix style `style` under the ID state_fix_id(): the existing one when it has this style
   // and state size, else a new one, which takes the states of a restart file's store of one of

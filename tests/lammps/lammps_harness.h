@@ -1,7 +1,7 @@
 // The harness of the LAMMPS integration tests of deqformer and deqformer/kk: solver settings, the
 // entries of the solver statistics (deqformer_solver_stats.h), a scratch folder, the per-run result
 // record, one LAMMPS instance on a communicator, gathering its results over the ranks, running a test
-// body on a sub-communicator, and comparing two runs.
+// body on a sub-communicator, the common set-up commands and single point, and comparing two runs.
 #pragma once
 
 #include "atom.h"
@@ -206,6 +206,46 @@ inline Snapshot run_lammps_on(int nprocs, const std::vector<std::string> &launch
     MPI_Bcast(&(*str)[0], k, MPI_CHAR, 0, MPI_COMM_WORLD);
   }
   return snap;
+}
+
+// The commands every test starts with: units, a data file, the deqformer pair style, per-atom energy and
+// virial computes summed in thermo (so that thermo invokes them), and compute deqformer/solver.
+// Tests that replace the pair style edit entry 5.
+inline std::vector<std::string> setup_commands(const std::string &datafile, const std::string &style_args = TIGHT,
+                                               const std::string &model_file = "model_f64.pt",
+                                               const std::string &units = "metal")
+{
+  return {"units " + units,
+          "atom_style atomic",
+          "atom_modify map array",
+          "boundary p p p",
+          "read_data " + data_path(datafile),
+          "pair_style deqformer " + model_path(model_file) + " " + style_args,
+          "pair_coeff * * H C O",
+          "neighbor 1.0 bin",
+          "compute pea all pe/atom",
+          "compute sa all stress/atom NULL pair",
+          "compute pes all reduce sum c_pea",
+          "compute sas all reduce sum c_sa[1]",
+          "compute solver all deqformer/solver",
+          "thermo_style custom step pe press c_pes c_sas c_solver[1] c_solver[2]",
+          "thermo_modify format float %20.15g"};
+}
+
+// `run 0` of setup_commands on the first `nprocs` ranks, LAMMPS started with `launch`; `before_data` goes
+// in front of read_data (e.g. a processors grid).
+inline Snapshot single_point_with(int nprocs, const std::vector<std::string> &launch, const std::string &datafile,
+                                  const std::string &style_args = TIGHT,
+                                  const std::string &model_file = "model_f64.pt", const std::string &units = "metal",
+                                  const std::vector<std::string> &before_data = {})
+{
+  return run_lammps_on(nprocs, launch, [&](Sim &s) {
+    auto lines = setup_commands(datafile, style_args, model_file, units);
+    lines.insert(lines.begin() + 4, before_data.begin(), before_data.end());
+    s.cmds(lines);
+    s.cmd("run 0");
+    return gather(s);
+  });
 }
 
 // The message of the LAMMPS error the lines raise ("" if none), on one rank.

@@ -31,27 +31,6 @@ std::string data(const std::string &f) { return deqtest::data_path(f); }
 Snapshot run_on(int nprocs, const std::function<Snapshot(Sim &)> &body) { return run_lammps_on(nprocs, {}, body); }
 std::string lammps_error(const std::vector<std::string> &lines) { return lammps_error_with({}, lines); }
 
-// The commands every test starts with: a data file and the deqformer pair style.
-std::vector<std::string> setup_commands(const std::string &datafile, const std::string &style_args = TIGHT,
-                                        const std::string &units = "metal")
-{
-  return {"units " + units,
-          "atom_style atomic",
-          "atom_modify map array",
-          "boundary p p p",
-          "read_data " + data(datafile),
-          "pair_style deqformer " + model() + " " + style_args,
-          "pair_coeff * * H C O",
-          "neighbor 1.0 bin",
-          "compute pea all pe/atom",
-          "compute sa all stress/atom NULL pair",
-          "compute pes all reduce sum c_pea",
-          "compute sas all reduce sum c_sa[1]",
-          "compute solver all deqformer/solver",
-          "thermo_style custom step pe press c_pes c_sas c_solver[1] c_solver[2]",
-          "thermo_modify format float %20.15g"};
-}
-
 using deqtest::rel_diff;
 
 void expect_vs_ref(const Snapshot &s, const deqtest::Ref &ref, double tol, const std::string &what)
@@ -71,16 +50,10 @@ void expect_vs_ref(const Snapshot &s, const deqtest::Ref &ref, double tol, const
                 ref.at("solver_iters")[0], ref.at("adjoint_iters")[0]);
 }
 
-Snapshot single_point(int nprocs, const std::string &datafile, const std::vector<std::string> &extra = {},
+Snapshot single_point(int nprocs, const std::string &datafile, const std::vector<std::string> &before_data = {},
                       const std::string &style_args = TIGHT, const std::string &units = "metal")
 {
-  return run_on(nprocs, [&](Sim &s) {
-    auto lines = setup_commands(datafile, style_args, units);
-    lines.insert(lines.begin() + 4, extra.begin(), extra.end());    // before read_data (processors ...)
-    s.cmds(lines);
-    s.cmd("run 0");
-    return gather(s);
-  });
+  return single_point_with(nprocs, {}, datafile, style_args, "model_f64.pt", units, before_data);
 }
 
 }    // namespace

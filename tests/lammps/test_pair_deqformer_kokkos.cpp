@@ -54,33 +54,10 @@ Snapshot run_on(int nprocs, const Mode &mode, const std::function<Snapshot(Sim &
   return run_lammps_on(nprocs, launch_args(mode), body);
 }
 
-std::vector<std::string> setup_commands(const std::string &datafile, const std::string &style_args = TIGHT,
-                                        const std::string &model = "model_f64.pt")
-{
-  return {"units metal",
-          "atom_style atomic",
-          "atom_modify map array",
-          "boundary p p p",
-          "read_data " + deqtest::data_path(datafile),
-          "pair_style deqformer " + deqtest::model_path(model) + " " + style_args,
-          "pair_coeff * * H C O",
-          "neighbor 1.0 bin",
-          "compute pea all pe/atom",
-          "compute sa all stress/atom NULL pair",
-          "compute pes all reduce sum c_pea",    // thermo invokes the per-atom computes
-          "compute sas all reduce sum c_sa[1]",
-          "thermo_style custom step pe press c_pes c_sas",
-          "thermo_modify format float %20.15g"};
-}
-
 Snapshot single_point(int nprocs, const Mode &mode, const std::string &datafile,
                       const std::string &style_args = TIGHT, const std::string &model = "model_f64.pt")
 {
-  return run_on(nprocs, mode, [&](Sim &s) {
-    s.cmds(setup_commands(datafile, style_args, model));
-    s.cmd("run 0");
-    return gather(s);
-  });
+  return single_point_with(nprocs, launch_args(mode), datafile, style_args, model);
 }
 
 // MD with reneighboring every step (atoms change owner) and frequent sorting; reuse on
