@@ -10,14 +10,14 @@ by distance, and lists the interatomic distances whose mean moves furthest (in u
 over the training frames) between the training and the held-out frames: the coordinates along which
 the held-out data leave the training data (a torsion shows up as several distances across the group).
 
-    .venv/bin/python benchmarks/test_coverage.py --model examples/aspirin/out/aspirin.pt \\
+    .venv/bin/python benchmarks/heldout_coverage.py --model examples/aspirin/out/aspirin.pt \\
         --config examples/aspirin/out/train/config.yaml \\
         --test-file examples/aspirin/out/data/aspirin_test_md.npz \\
         --key-mapping nuclear_charges=atomic_numbers coords=pos energies=total_energy forces=forces \\
-        --fixed-fields atomic_numbers --out test_coverage
+        --fixed-fields atomic_numbers --out heldout_coverage
 
-Writes benchmarks/results/NAME.csv (one row per bin and set), NAME.json (summary, shifted coordinates)
-and NAME.png (errors against the distance). Not a test: it measures.
+Writes NAME.csv (one row per bin and set), NAME.json (summary, shifted coordinates) and NAME.png
+(errors against the distance) into --out-dir (default benchmarks/results). Not a test: it measures.
 """
 import argparse
 import csv
@@ -47,7 +47,7 @@ def distance_descriptor(frames: List[Dict], numbers: np.ndarray) -> np.ndarray:
     for f in frames:
         z = np.asarray(f[K.ATOMIC_NUMBERS])
         if z.shape != numbers.shape or np.any(z != numbers):
-            raise SystemExit("test_coverage: every frame must hold the same atoms in the same order as the "
+            raise SystemExit("heldout_coverage: every frame must hold the same atoms in the same order as the "
                              "training frames (one molecule); this descriptor does not apply to other data")
         r = np.asarray(f[K.POSITIONS], dtype=np.float64)
         d = np.linalg.norm(r[:, None] - r[None], axis=-1)
@@ -107,7 +107,7 @@ def shifted_coordinates(train: np.ndarray, test: np.ndarray, numbers: np.ndarray
     return rows
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="deployed model (.pt) or checkpoint (.pth)")
     ap.add_argument("--config", required=True, help="the training run's config.yaml (train and val splits)")
@@ -115,8 +115,9 @@ def main() -> int:
     ap.add_argument("--key-mapping", nargs="+", default=None, metavar="KEY=FIELD")
     ap.add_argument("--fixed-fields", nargs="+", default=None, metavar="FIELD")
     ap.add_argument("--batch-size", type=int, default=25)
-    ap.add_argument("--out", required=True, help="name of the result files in benchmarks/results")
-    args = ap.parse_args()
+    ap.add_argument("--out", required=True, help="name of the result files")
+    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"), help="folder of the result files")
+    args = ap.parse_args(argv)
 
     model = load_inference_model(args.model)
     with warnings.catch_warnings():
@@ -124,7 +125,7 @@ def main() -> int:
         cfg = load_config(args.config)
     pool = load_datasets(cfg, type_names=model.type_names, require=("train", "val"))
     if len(pool) != 1:
-        raise SystemExit("test_coverage: the config must have exactly one dataset")
+        raise SystemExit("heldout_coverage: the config must have exactly one dataset")
     path = Path(args.test_file).resolve()
     test_cfg = TrainConfig(datasets=[DatasetConfig(name="test", kind="npz" if path.suffix == ".npz" else "ase",
                                                    file_name=path, key_mapping=parse_key_mapping(args.key_mapping),
@@ -161,7 +162,7 @@ def main() -> int:
         d_train, distance_descriptor(sets["test"]["frames"], numbers), numbers,
         {z: symbols.get(z, f"Z{z}") for z in set(numbers.tolist())})
 
-    out = ROOT / "benchmarks/results"
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{args.out}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
