@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+from ase.data import chemical_symbols
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
 from deqformer import keys as K  # noqa: E402
-from deqformer.cli.evaluate import parse_key_mapping  # noqa: E402
-from deqformer.config import DatasetConfig, TrainConfig, load_config  # noqa: E402
+from deqformer.cli.evaluate import file_dataset_config  # noqa: E402
+from deqformer.config import load_config  # noqa: E402
 from deqformer.data import load_datasets, make_loader  # noqa: E402
 from deqformer.inference import load_inference_model  # noqa: E402
 
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-file", required=True, help="held-out frames (npz or anything ASE reads)")
     ap.add_argument("--key-mapping", nargs="+", default=None, metavar="KEY=FIELD")
     ap.add_argument("--fixed-fields", nargs="+", default=None, metavar="FIELD")
+    ap.add_argument("--energy-unit", default="eV", help="of the test file: eV | meV | kcal/mol | Hartree")
+    ap.add_argument("--length-unit", default="Angstrom", help="of the test file: Angstrom | Bohr")
     ap.add_argument("--batch-size", type=int, default=25)
     ap.add_argument("--out", required=True, help="name of the result files")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks/results"), help="folder of the result files")
@@ -127,10 +130,8 @@ def main(argv=None) -> int:
     if len(pool) != 1:
         raise SystemExit("heldout_coverage: the config must have exactly one dataset")
     path = Path(args.test_file).resolve()
-    test_cfg = TrainConfig(datasets=[DatasetConfig(name="test", kind="npz" if path.suffix == ".npz" else "ase",
-                                                   file_name=path, key_mapping=parse_key_mapping(args.key_mapping),
-                                                   npz_fixed_field_keys=list(args.fixed_fields or []))],
-                           type_names=model.type_names, r_max=model.r_max)
+    test_cfg = file_dataset_config(path, model.type_names, model.r_max, args.key_mapping, args.fixed_fields,
+                                   args.energy_unit, args.length_unit)
     test = load_datasets(test_cfg, type_names=model.type_names, require=("all",))
 
     train_frames = pool[0].split_frames("train")
@@ -157,10 +158,9 @@ def main(argv=None) -> int:
         summary[label] = {"frames": int(m.sum()),
                           "f_mae_meV_A": 1e3 * float(sets["test"]["f_mae"][m].mean()) if m.any() else None,
                           "e_mae_meV": 1e3 * float(np.abs(sets["test"]["e_err"][m]).mean()) if m.any() else None}
-    symbols = {1: "H", 6: "C", 7: "N", 8: "O"}
     summary["shifted_coordinates"] = shifted_coordinates(
         d_train, distance_descriptor(sets["test"]["frames"], numbers), numbers,
-        {z: symbols.get(z, f"Z{z}") for z in set(numbers.tolist())})
+        {z: chemical_symbols[z] for z in set(numbers.tolist())})
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 from . import THREADS_HELP, positive_int
 from .. import keys as K
 
-__all__ = ["main", "build_parser", "evaluate", "parse_key_mapping"]
+__all__ = ["main", "build_parser", "evaluate", "file_dataset_config", "parse_key_mapping"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +80,7 @@ def parse_key_mapping(items: Optional[List[str]]) -> Dict[str, str]:
 
 
 def _dataset_config(args: argparse.Namespace, type_names: List[str], r_max: float):
-    from ..config import ConfigError, DatasetConfig, TrainConfig, load_config
-    from .. import units
+    from ..config import ConfigError, load_config
 
     if args.datasets and not args.dataset_config:
         raise ConfigError("--datasets selects datasets of a --dataset-config; with --dataset-file leave it out")
@@ -100,12 +99,23 @@ def _dataset_config(args: argparse.Namespace, type_names: List[str], r_max: floa
             print(f"note: the config's chemical_symbols {cfg.type_names} differ from the model's {type_names}; "
                   f"using the model's", file=sys.stderr)
         return cfg
-    path = Path(args.dataset_file).resolve()
+    return file_dataset_config(args.dataset_file, type_names, r_max, args.key_mapping, args.fixed_fields,
+                               args.energy_unit, args.length_unit, args.format)
+
+
+def file_dataset_config(file_name, type_names: List[str], r_max: float, key_mapping: Optional[List[str]] = None,
+                        fixed_fields: Optional[List[str]] = None, energy_unit: str = "eV",
+                        length_unit: str = "Angstrom", ase_format: Optional[str] = None):
+    """A config of one dataset file, all of it one split ``all`` (``--dataset-file`` and its options)."""
+    from ..config import DatasetConfig, TrainConfig
+    from .. import units
+
+    path = Path(file_name).resolve()
     kind = "npz" if path.suffix == ".npz" else "ase"
     ds = DatasetConfig(name=path.name.split(".")[0] or "dataset", kind=kind, file_name=path,
-                       key_mapping=parse_key_mapping(args.key_mapping), npz_fixed_field_keys=list(args.fixed_fields or []),
-                       energy_unit=units.canonical_energy_unit(args.energy_unit),
-                       length_unit=units.canonical_length_unit(args.length_unit), ase_format=args.format)
+                       key_mapping=parse_key_mapping(key_mapping), npz_fixed_field_keys=list(fixed_fields or []),
+                       energy_unit=units.canonical_energy_unit(energy_unit),
+                       length_unit=units.canonical_length_unit(length_unit), ase_format=ase_format)
     return TrainConfig(datasets=[ds], type_names=list(type_names), r_max=r_max)
 
 
